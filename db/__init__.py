@@ -1,0 +1,1 @@
+"""The SQL side: models, engine/session handling, migrations."""

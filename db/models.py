@@ -1,0 +1,146 @@
+"""The database: datasets, their videos, the face crops found in them, training runs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON}
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    root: Mapped[str] = mapped_column(String(1024), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    videos: Mapped[list["Video"]] = relationship(back_populates="dataset")
+
+
+class Video(Base):
+    __tablename__ = "videos"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "rel_path", name="uq_videos_dataset_path"),
+        Index("ix_videos_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    rel_path: Mapped[str] = mapped_column(String(512))  # e.g. "Celeb-real/id0_0000.mp4"
+    folder: Mapped[str] = mapped_column(String(64))
+    label: Mapped[int] = mapped_column(Integer)  # 0 real, 1 fake
+    # Identity of the person in the source footage ("id0"); None for YouTube-real.
+    source_identity: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Identity whose face was swapped in (fakes only).
+    target_identity: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # For a fake, the real video it was made from ("Celeb-real/id0_0000.mp4").
+    source_video: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # Videos sharing a group never sit on both sides of a split.
+    group_key: Mapped[str] = mapped_column(String(128))
+    official_test: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    fps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    frames_decoded: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    frames_sampled: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    task_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ingest_id: Mapped[int | None] = mapped_column(ForeignKey("ingests.id"), nullable=True)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="videos")
+    crops: Mapped[list["Crop"]] = relationship(back_populates="video", cascade="all, delete-orphan")
+
+
+class Crop(Base):
+    __tablename__ = "crops"
+    __table_args__ = (
+        UniqueConstraint("video_id", "frame_index", "face_index", name="uq_crops_video_frame_face"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    frame_index: Mapped[int] = mapped_column(Integer)
+    timestamp_s: Mapped[float] = mapped_column(Float)
+    face_index: Mapped[int] = mapped_column(Integer)
+    # The detector's box in original frame pixels (before margin, square and clamping).
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    w: Mapped[int] = mapped_column(Integer)
+    h: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    crop_path: Mapped[str] = mapped_column(String(1024))  # relative to DATA_DIR
+
+    video: Mapped[Video] = relationship(back_populates="crops")
+
+
+class Ingest(Base):
+    """One `orchestrator ingest` invocation: its parameters and its "all done" barrier."""
+
+    __tablename__ = "ingests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    params: Mapped[dict] = mapped_column(JSON)
+    then_train: Mapped[bool] = mapped_column(Boolean, default=False)
+    train_options: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # Set exactly once, by whoever finishes the last video (see workers/barrier.py).
+    train_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Run(Base):
+    """A training run: its configuration, split, progress, metrics and artifacts."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    config: Mapped[dict] = mapped_column(JSON)
+    split: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    progress: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    history: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    artifacts: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SplitMember(Base):
+    """Which part (train, val, test) of a run's split a crop belongs to."""
+
+    __tablename__ = "split_members"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    crop_id: Mapped[int] = mapped_column(ForeignKey("crops.id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[str] = mapped_column(String(8))

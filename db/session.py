@@ -1,0 +1,97 @@
+"""Engine and session handling that is safe in forked Celery worker processes."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.settings import get_settings
+
+_engine: Engine | None = None
+_engine_url: str | None = None
+_engine_pid: int | None = None
+_factory: sessionmaker | None = None
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+        cur = dbapi_conn.cursor()
+        # Several worker processes write at once: WAL lets readers and one writer overlap,
+        # the busy timeout makes the others wait instead of failing with "database is locked".
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    settings = get_settings()
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def get_engine() -> Engine:
+    """The engine of this process. A forked child gets a fresh pool, never its parent's sockets."""
+    global _engine, _engine_url, _engine_pid, _factory
+    url = get_settings().database_url
+    if _engine is not None and _engine_url == url and _engine_pid == os.getpid():
+        return _engine
+    if _engine is not None and _engine_pid != os.getpid():
+        _engine.dispose(close=False)  # leave the parent's connections to the parent
+    elif _engine is not None:
+        _engine.dispose()
+    _engine = make_engine(url)
+    _engine_url, _engine_pid = url, os.getpid()
+    _factory = sessionmaker(bind=_engine, expire_on_commit=False)
+    return _engine
+
+
+def reset_engine() -> None:
+    """Forget the engine (after a fork or a settings change); the next use builds a new one."""
+    global _engine, _engine_url, _engine_pid, _factory
+    if _engine is not None:
+        _engine.dispose(close=_engine_pid == os.getpid())
+    _engine = _engine_url = _engine_pid = _factory = None
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One short transaction: commit on success, roll back on error."""
+    get_engine()
+    assert _factory is not None
+    session = _factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def init_db() -> None:
+    """Bring the schema up to date (Alembic migrations; see db/migrations)."""
+    from db.migrate import upgrade
+
+    upgrade()

@@ -1,0 +1,7 @@
+"""One module per command; cli.py registers everything listed here."""
+
+from orchestrator.commands.data import db_group, sample_data_command
+from orchestrator.commands.ingest import ingest_command
+from orchestrator.commands.status import export_command, status_command
+
+ALL_COMMANDS = [sample_data_command, ingest_command, status_command, export_command, db_group]

@@ -1,0 +1,129 @@
+"""The embedded default: real `celery worker` processes started on this machine for one command.
+
+They use the same app, tasks and database as a cluster; only the broker differs (kombu's
+filesystem transport under DATA_DIR instead of Redis).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from db.models import Video
+from db.session import session_scope
+from shared.labels import PENDING, RUNNING
+from shared.settings import get_settings
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+class LocalWorker:
+    """``celery -A workers worker -Q <queues>`` as a child process, stopped when the block ends."""
+
+    def __init__(self, queues: str, concurrency: int, name: str, max_tasks_per_child: int | None = None):
+        self.queues, self.concurrency, self.name = queues, concurrency, name
+        self.max_tasks_per_child = max_tasks_per_child
+        self.process: subprocess.Popen | None = None
+        settings = get_settings()
+        self.log_path = settings.data_dir / "logs" / f"worker-{name}.log"
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "celery", "-A", "workers", "worker",
+            "-Q", self.queues, "-c", str(self.concurrency), "--pool", "prefork",
+            "-n", f"{self.name}-{os.getpid()}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+        ]
+        if self.max_tasks_per_child:
+            cmd += ["--max-tasks-per-child", str(self.max_tasks_per_child)]
+        return cmd
+
+    def start(self) -> "LocalWorker":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env["DATA_DIR"] = str(get_settings().data_dir)  # a relative DATA_DIR must mean the same folder
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                cwd=str(Path(__file__).resolve().parent.parent), start_new_session=True,
+            )
+        return self
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise WorkerDied(
+                f"the local worker exited with code {self.process.returncode}; see {self.log_path}"
+            )
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # Warm shutdown: the children finish what they hold, then exit.
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> "LocalWorker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def purge_embedded_queue() -> int:
+    """Drop messages a previous, interrupted embedded run left in the filesystem broker."""
+    queue_dir = get_settings().broker_dir / "queue"
+    if not queue_dir.is_dir():
+        return 0
+    count = sum(1 for p in queue_dir.iterdir() if p.is_file())
+    shutil.rmtree(queue_dir)
+    queue_dir.mkdir(parents=True)
+    return count
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def orphaned_videos(dataset_id: int) -> list[tuple[int, str]]:
+    """Videos marked running by a process of this host that no longer exists.
+
+    The filesystem broker has no redelivery: when a worker child dies mid-video its message is
+    gone, so the embedded orchestrator finds such videos and enqueues them again.
+    """
+    host = socket.gethostname()
+    orphans = []
+    with session_scope() as session:
+        rows = session.execute(
+            select(Video.id, Video.rel_path, Video.worker).where(
+                Video.dataset_id == dataset_id, Video.status == RUNNING
+            )
+        ).all()
+        for row in rows:
+            worker_host, _, pid = (row.worker or "").rpartition(":")
+            if worker_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                orphans.append((row.id, row.rel_path))
+        if orphans:
+            session.execute(
+                update(Video).where(Video.id.in_([o[0] for o in orphans])).values(status=PENDING)
+            )
+    return orphans
+

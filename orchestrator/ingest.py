@@ -1,0 +1,139 @@
+"""Planning an ingest: record the dataset's videos, decide which need work, enqueue one task each."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable
+
+from sqlalchemy import func, or_, select, update
+
+from db.models import Dataset, Ingest, Video, utcnow
+from db.session import session_scope
+from orchestrator.scan import ScanResult
+from shared.labels import FAILED, FINISHED_STATUSES, PENDING, RUNNING
+from shared.settings import get_settings
+from workers.celery_app import CPU_QUEUE, PROCESS_VIDEO_TASK, app
+
+
+@dataclass
+class IngestPlan:
+    dataset_id: int
+    ingest_id: int
+    new_videos: int
+    total_videos: int
+    to_enqueue: list[tuple[int, str]] = field(default_factory=list)  # (video id, rel path)
+    retried_failed: int = 0
+
+
+def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embedded: bool,
+                    then_train: bool = False, train_options: dict | None = None) -> IngestPlan:
+    """Record every scanned video (nothing already recorded is duplicated or lost) and pick
+    the videos this ingest must process."""
+    settings = get_settings()
+    with session_scope() as session:
+        dataset = session.scalar(select(Dataset).where(Dataset.root == str(scan.root)))
+        if dataset is None:
+            dataset = Dataset(root=str(scan.root))
+            session.add(dataset)
+            session.flush()
+        known = {v.rel_path: v for v in session.scalars(select(Video).where(Video.dataset_id == dataset.id))}
+        new = 0
+        for entry in scan.videos:
+            video = known.get(entry.rel_path)
+            if video is None:
+                video = Video(dataset_id=dataset.id, rel_path=entry.rel_path, folder=entry.folder,
+                              label=entry.label, status=PENDING, attempts=0)
+                session.add(video)
+                new += 1
+            video.source_identity = entry.identity.source
+            video.target_identity = entry.identity.target
+            video.source_video = entry.identity.source_video
+            video.group_key = entry.identity.group_key
+            video.official_test = entry.official_test
+        ingest = Ingest(dataset_id=dataset.id, params=params, then_train=then_train, train_options=train_options)
+        session.add(ingest)
+        session.flush()
+
+        retried = 0
+        if retry_failed:
+            retried = session.execute(
+                update(Video)
+                .where(Video.dataset_id == dataset.id, Video.status == FAILED)
+                .values(status=PENDING, error=None)
+            ).rowcount
+        if embedded:
+            # Nothing else runs in embedded mode: anything unfinished was interrupted.
+            unfinished = Video.status.in_([PENDING, RUNNING])
+        else:
+            # Other workers may be busy with a video right now: only take what was never
+            # enqueued, or what has been silent for longer than a task may live.
+            stale = utcnow() - timedelta(seconds=settings.cpu_task_hard_limit_s + 60)
+            unfinished = or_(
+                (Video.status == PENDING) & (Video.enqueued_at.is_(None)),
+                Video.status.in_([PENDING, RUNNING])
+                & (func.coalesce(Video.started_at, Video.enqueued_at) < stale),
+            )
+        rows = session.execute(
+            select(Video.id, Video.rel_path).where(Video.dataset_id == dataset.id, unfinished).order_by(Video.id)
+        ).all()
+        total = session.scalar(select(func.count()).select_from(Video).where(Video.dataset_id == dataset.id))
+        return IngestPlan(
+            dataset_id=dataset.id,
+            ingest_id=ingest.id,
+            new_videos=new,
+            total_videos=total,
+            to_enqueue=[(r.id, r.rel_path) for r in rows],
+            retried_failed=retried,
+        )
+
+
+def enqueue_videos(ingest_id: int, videos: list[tuple[int, str]], params: dict, *, force: bool = False) -> int:
+    """One Celery task per (video id, path) on the cpu queue."""
+    if not videos:
+        return 0
+    ids = [video_id for video_id, _ in videos]
+    with session_scope() as session:
+        session.execute(
+            update(Video).where(Video.id.in_(ids)).values(status=PENDING, enqueued_at=utcnow(), ingest_id=ingest_id)
+        )
+    with app.connection_for_write() as connection:
+        for video_id, rel_path in videos:
+            app.send_task(
+                PROCESS_VIDEO_TASK,
+                kwargs={"video_id": video_id, "video": rel_path, "params": params, "force": force},
+                queue=CPU_QUEUE,
+                connection=connection,
+            )
+    return len(ids)
+
+
+def dataset_counts(dataset_id: int) -> dict[str, int]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(Video.status, func.count()).where(Video.dataset_id == dataset_id).group_by(Video.status)
+        ).all()
+    return {status: count for status, count in rows}
+
+
+def unfinished_count(counts: dict[str, int]) -> int:
+    return sum(n for status, n in counts.items() if status not in FINISHED_STATUSES)
+
+
+def wait_until_finished(dataset_id: int, *, on_tick: Callable[[dict[str, int]], None] | None = None,
+                        poll_s: float = 1.0, check: Callable[[], None] | None = None,
+                        timeout_s: float | None = None) -> dict[str, int]:
+    """Block until no video of the dataset is pending or running; the barrier is in the database."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        counts = dataset_counts(dataset_id)
+        if on_tick:
+            on_tick(counts)
+        if unfinished_count(counts) == 0:
+            return counts
+        if check:
+            check()
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{unfinished_count(counts)} videos still unfinished")
+        time.sleep(poll_s)

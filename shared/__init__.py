@@ -1,0 +1,1 @@
+"""What every side of the pipeline needs: settings, label conventions, preprocessing."""

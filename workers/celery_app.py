@@ -1,0 +1,76 @@
+"""The Celery app, built from settings. Nothing else lives here."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from shared.settings import get_settings
+
+CPU_QUEUE = "cpu"
+GPU_QUEUE = "gpu"
+PROCESS_VIDEO_TASK = "ingest.process_video"
+TRAIN_TASK = "train.fit"
+
+
+def broker_transport_options(settings) -> dict:
+    if settings.broker_url.startswith("filesystem"):
+        # Embedded mode: producer and workers share one folder under DATA_DIR.
+        queue_dir = settings.broker_dir / "queue"
+        control_dir = settings.broker_dir / "control"
+        for folder in (queue_dir, control_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "control_folder": str(control_dir),
+            # The transport polls its folder; the default 1 s would cost more than a video's work.
+            "polling_interval": 0.1,
+        }
+    # Redis redelivers a task not acknowledged within the visibility timeout. It must exceed the
+    # longest hard time limit, or a long training run would be started a second time meanwhile.
+    longest = max(settings.cpu_task_hard_limit_s, settings.gpu_task_hard_limit_s)
+    return {"visibility_timeout": longest + 600}
+
+
+def create_app() -> Celery:
+    settings = get_settings()
+    app = Celery("workers", broker=settings.broker_url, include=["workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        # The database is the record of every outcome; Celery results would only duplicate it.
+        task_ignore_result=True,
+        result_backend=None,
+        task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE)],
+        task_default_queue=CPU_QUEUE,
+        task_routes={PROCESS_VIDEO_TASK: {"queue": CPU_QUEUE}, TRAIN_TASK: {"queue": GPU_QUEUE}},
+        # Acknowledge after the work, and requeue when the process running it dies (SIGKILL,
+        # OOM): acks_late alone does not requeue such a task.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One task reserved per process: a slow video never holds others hostage.
+        worker_prefetch_multiplier=1,
+        # Flower builds its view from events: workers send task events, producers "sent" ones.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=broker_transport_options(settings),
+        # Loading TensorFlow happens at import in the parent, before the fork; a child only
+        # disposes the database pool, well inside the 4 s start-up timeout.
+        worker_proc_alive_timeout=30,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+@worker_process_init.connect
+def _fresh_database_pool_in_child(**_kwargs) -> None:
+    from db.session import reset_engine
+
+    reset_engine()
+
+
+app = create_app()

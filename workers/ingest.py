@@ -1,0 +1,240 @@
+"""Where a video becomes face crops: sample frames, find faces, cut, write PNGs, record them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+
+from db.models import Crop, Dataset, Video, utcnow
+from db.session import session_scope
+from shared.labels import DONE, FAILED, FINISHED_STATUSES, NO_FACE, RUNNING
+from shared.settings import get_settings
+from workers.faces import Box, crop_face, detect_faces
+from workers.video import SampledFrames, VideoError, VideoInfo, open_video
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    every_s: float = 3.0
+    min_confidence: float = 0.95
+    margin: float = 0.3
+    size: int = 128
+    detect_max_side: int = 640
+    detect_batch: int = 8
+
+    @classmethod
+    def from_settings(cls, **overrides) -> "IngestParams":
+        s = get_settings()
+        values = dict(
+            every_s=s.sample_every_s,
+            min_confidence=s.min_confidence,
+            margin=s.crop_margin,
+            size=s.crop_size,
+            detect_max_side=s.detect_max_side,
+            detect_batch=s.detect_batch,
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FaceCrop:
+    frame_index: int
+    timestamp_s: float
+    face_index: int
+    box: Box
+    confidence: float
+    image_bgr: np.ndarray
+
+
+@dataclass
+class VideoCrops:
+    info: VideoInfo
+    frames_walked: int
+    frames_sampled: int
+    crops: list[FaceCrop] = field(default_factory=list)
+
+
+def extract_face_crops(path: Path | str, params: IngestParams, detector=None) -> VideoCrops:
+    """Every face crop of one video file. Raises VideoError when the file is not a readable video."""
+    capture, info = open_video(path)
+    crops: list[FaceCrop] = []
+    frames = SampledFrames(capture, info.fps, params.every_s)
+    sampled = 0
+    batch = []
+
+    def flush():
+        faces_per_frame = detect_faces(
+            [f.image_bgr for f in batch],
+            min_confidence=params.min_confidence,
+            max_side=params.detect_max_side,
+            detector=detector,
+        )
+        for frame, faces in zip(batch, faces_per_frame):
+            for face_index, face in enumerate(faces):
+                crops.append(
+                    FaceCrop(
+                        frame_index=frame.index,
+                        timestamp_s=round(frame.timestamp_s, 3),
+                        face_index=face_index,
+                        box=face.box,
+                        confidence=face.confidence,
+                        image_bgr=crop_face(frame.image_bgr, face.box, params.margin, params.size),
+                    )
+                )
+        batch.clear()
+
+    try:
+        for frame in frames:
+            sampled += 1
+            batch.append(frame)
+            if len(batch) >= params.detect_batch:
+                flush()
+        if batch:
+            flush()
+    finally:
+        capture.release()
+    if sampled == 0:
+        raise VideoError("no frame could be decoded")
+    return VideoCrops(info=info, frames_walked=frames.frames_walked, frames_sampled=sampled, crops=crops)
+
+
+def crop_dir_for(dataset_id: int, rel_path: str) -> PurePosixPath:
+    """Folder of a video's crops, relative to DATA_DIR: crops/<dataset>/<Folder>/<video stem>."""
+    rel = PurePosixPath(rel_path)
+    return PurePosixPath("crops") / str(dataset_id) / rel.parent / rel.stem
+
+
+def crop_file_name(frame_index: int, face_index: int) -> str:
+    return f"f{frame_index:06d}_{face_index:02d}.png"
+
+
+def write_png_atomically(path: Path, image: np.ndarray) -> None:
+    """Write to a temporary name in the same folder, then rename: readers never see half a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    if not cv2.imwrite(str(tmp), image):
+        raise OSError(f"cannot write {tmp}")
+    os.replace(tmp, path)
+
+
+def remove_orphans(folder: Path, keep: set[str], stale_tmp_s: float) -> int:
+    """Delete files in a video's crop folder that the recorded crops do not name."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    now = time.time()
+    for entry in folder.iterdir():
+        if entry.name in keep or not entry.is_file():
+            continue
+        if entry.name.endswith(".tmp.png") and now - entry.stat().st_mtime < stale_tmp_s:
+            continue  # another delivery of this task may be writing it right now
+        entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_video(video_id: int, params: IngestParams, *, force: bool = False, detector=None) -> dict:
+    """Turn one registered video into recorded crops. Safe to run twice on the same video:
+    the second run replaces the first's rows in one transaction and leaves one set of files.
+
+    Returns a summary: {"video", "status", "crops", "seconds", ...}. A video that cannot be
+    decoded is recorded as failed (not raised); database errors are raised for the caller to retry.
+    """
+    settings = get_settings()
+    started = time.perf_counter()
+    with session_scope() as session:
+        video = session.get(Video, video_id)
+        if video is None:
+            return {"video_id": video_id, "status": "unknown"}
+        if video.status in FINISHED_STATUSES and not force:
+            return {"video": video.rel_path, "status": video.status, "skipped": True}
+        root = session.scalar(select(Dataset.root).where(Dataset.id == video.dataset_id))
+        rel_path, dataset_id = video.rel_path, video.dataset_id
+        video.status = RUNNING
+        video.attempts += 1
+        video.started_at = utcnow()
+        video.worker = worker_name()
+        video.error = None
+
+    folder_rel = crop_dir_for(dataset_id, rel_path)
+    folder = settings.data_dir / folder_rel
+    try:
+        result = extract_face_crops(Path(root) / rel_path, params, detector=detector)
+    except VideoError as exc:
+        _record(video_id, status=FAILED, error=str(exc), rows=[], started=started)
+        remove_orphans(folder, keep=set(), stale_tmp_s=settings.cpu_task_hard_limit_s)
+        return {"video": rel_path, "status": FAILED, "error": str(exc), "crops": 0}
+
+    rows = []
+    for crop in result.crops:
+        name = crop_file_name(crop.frame_index, crop.face_index)
+        write_png_atomically(folder / name, crop.image_bgr)
+        rows.append(
+            dict(
+                video_id=video_id,
+                frame_index=crop.frame_index,
+                timestamp_s=crop.timestamp_s,
+                face_index=crop.face_index,
+                x=crop.box.x,
+                y=crop.box.y,
+                w=crop.box.w,
+                h=crop.box.h,
+                confidence=crop.confidence,
+                crop_path=str(folder_rel / name),
+            )
+        )
+    status = DONE if rows else NO_FACE
+    seconds = _record(video_id, status=status, error=None, rows=rows, started=started, info=result)
+    remove_orphans(folder, keep={PurePosixPath(r["crop_path"]).name for r in rows},
+                   stale_tmp_s=settings.cpu_task_hard_limit_s)
+    return {
+        "video": rel_path,
+        "status": status,
+        "crops": len(rows),
+        "frames_sampled": result.frames_sampled,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _record(video_id: int, *, status: str, error: str | None, rows: list[dict], started: float,
+            info: VideoCrops | None = None) -> float:
+    """Replace the video's crops and set its outcome in one transaction."""
+    with session_scope() as session:
+        # The UPDATE comes first: it takes the row lock (PostgreSQL) or the write lock (SQLite),
+        # so two deliveries of the same video replace each other's crops one after the other.
+        seconds = time.perf_counter() - started
+        values = dict(status=status, error=error, finished_at=utcnow(), task_seconds=seconds)
+        if info is not None:
+            values.update(
+                fps=info.info.fps,
+                width=info.info.width,
+                height=info.info.height,
+                frames_decoded=info.frames_walked,
+                frames_sampled=info.frames_sampled,
+            )
+        session.execute(update(Video).where(Video.id == video_id).values(**values))
+        session.execute(delete(Crop).where(Crop.video_id == video_id))
+        if rows:
+            session.execute(insert(Crop), rows)
+    return seconds
+
+
+def record_timeout(video_id: int, limit_s: float) -> None:
+    """A video that outlived the task's time limit is recorded as failed, not retried."""
+    _record(video_id, status=FAILED, error=f"took longer than the {limit_s:.0f} s time limit", rows=[],
+            started=time.perf_counter())
