@@ -45,7 +45,9 @@ def run_ingest(dataset: str, *, workers: int, every: float | None, min_confidenc
     """Scan, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
     from db.session import init_db
     from orchestrator.embedded import LocalWorker, orphaned_videos, purge_embedded_queue
-    from orchestrator.ingest import enqueue_videos, register_videos, wait_until_finished
+    from orchestrator.ingest import (
+        dataset_counts, enqueue_videos, register_videos, unfinished_count, wait_until_finished,
+    )
     from orchestrator.report import ingest_status
     from orchestrator.scan import scan_dataset
     from shared.settings import get_settings
@@ -63,7 +65,7 @@ def run_ingest(dataset: str, *, workers: int, every: float | None, min_confidenc
     enqueued = enqueue_videos(plan.ingest_id, plan.to_enqueue, params.as_dict())
 
     follow = settings.embedded or wait
-    if follow and enqueued:
+    if follow and unfinished_count(dataset_counts(plan.dataset_id)):
         bar = ProgressBar(plan.total_videos, progress)
         worker = LocalWorker("cpu", workers, "ingest").start() if settings.embedded else None
         try:

@@ -1,0 +1,48 @@
+"""Bad input gets one line on stderr and exit code 2, never a traceback."""
+
+import pytest
+
+from tests.support import pipeline_env, run_cli
+
+
+@pytest.fixture
+def env(tmp_path):
+    return pipeline_env(DATA_DIR=tmp_path / "data")
+
+
+def assert_one_line_error(result, code, *needles):
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_missing_dataset(env, tmp_path):
+    assert_one_line_error(run_cli(["ingest", str(tmp_path / "nowhere")], env), 2, "no such directory")
+
+
+def test_not_a_celeb_df_layout_names_the_expected_folders(env, tmp_path):
+    (tmp_path / "stuff").mkdir()
+    result = run_cli(["ingest", str(tmp_path / "stuff")], env)
+    assert_one_line_error(result, 2, "Celeb-real/", "Celeb-synthesis/", "YouTube-real/")
+
+
+@pytest.mark.parametrize("option", [["--every", "0"], ["--min-confidence", "1.5"], ["--size", "4"],
+                                    ["--margin", "-1"], ["--workers", "0"]])
+def test_bad_ingest_options(env, sample_root, option):
+    assert_one_line_error(run_cli(["ingest", str(sample_root), *option], env), 2, option[0])
+
+
+def test_unreachable_database_is_one_line(env, sample_root):
+    env = dict(env, DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
+               CELERY_BROKER_URL="redis://127.0.0.1:6379/14")
+    result = run_cli(["status"], env)
+    assert_one_line_error(result, 1, "database")
+
+
+def test_sample_data_refuses_a_non_empty_directory(env, tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert_one_line_error(run_cli(["sample-data", str(tmp_path / "full")], env), 2, "not an empty directory")
