@@ -1,0 +1,447 @@
+"""docker-compose.yml, .env.example and the Dockerfiles agree with the code. No Docker engine needed.
+
+Reads the compose file with PyYAML (merge keys resolved), interpolates it the way compose does with
+the values of .env.example, and checks it against workers.celery_app, shared.settings, pyproject.toml
+and the CLI. When Debian's `docker-compose` binary is installed, it also validates the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+# PyYAML is not (yet) in the `test` extra: without it these checks skip instead of erroring.
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compose.yml (pip install pyyaml)")
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+DOCKERFILES = [REPO / "docker" / "Dockerfile.cpu", REPO / "docker" / "Dockerfile.gpu"]
+
+SERVICES = {"redis", "postgres", "migrate", "cpu-worker", "gpu-worker", "flower", "orchestrator"}
+WORKERS = ("cpu-worker", "gpu-worker")
+PIPELINE_SERVICES = ("migrate", "cpu-worker", "gpu-worker", "flower", "orchestrator")
+SECRETS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD")
+DATASET_TARGET = "/dataset"
+# Variables a service sets that are not pipeline settings, and the program that reads each.
+NON_SETTINGS_ENV = {
+    "CELERY_WORKER_CONCURRENCY": "celery CLI (auto envvar of `celery worker --concurrency`)",
+    "FLOWER_BASIC_AUTH": "Flower (FLOWER_<option>)",
+    "KERAS_HOME": "Keras (and shared.settings.keras_home)",
+}
+
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$$` is a literal `$`.
+VAR_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+BARE_VAR_REF = re.compile(r"(?<!\$)\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        assert sep, f"{path.name}: not NAME=value: {line!r}"
+        values[name.strip()] = value.strip()
+    return values
+
+
+def compose_text_without_comments() -> str:
+    return "\n".join(line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+
+
+def interpolate(value, env: dict[str, str]):
+    """Compose's variable substitution on every string of a loaded compose document."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        current = env.get(name)
+        if op in (":-", ":?"):
+            missing = not current
+        else:
+            missing = current is None
+        if missing and op in (":?", "?"):
+            raise AssertionError(f"{name} is required: {arg}")
+        if missing and op in (":-", "-"):
+            return arg
+        return current or ""
+
+    return VAR_REF.sub(substitute, value).replace("$$", "$")
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def example_env() -> dict[str, str]:
+    return read_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def compose(raw, example_env) -> dict:
+    """The compose document as compose would run it with .env.example as the .env file."""
+    return interpolate(raw, example_env)
+
+
+def argv(service: dict, key: str = "command") -> list[str]:
+    value = service.get(key) or []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def option(args: list[str], *names: str) -> str | None:
+    """Value of a CLI option given as `-X value`, `--x value` or `--x=value`."""
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+            if name.startswith("--") and arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def env_of(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def mounts(service: dict) -> list[dict]:
+    """Volumes in long form: type, source, target, read_only."""
+    result = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            parts = volume.split(":")
+            source, target = parts[0], parts[1]
+            read_only = len(parts) > 2 and "ro" in parts[2].split(",")
+            kind = "bind" if source.startswith(("/", ".", "~", "$")) else "volume"
+            result.append({"type": kind, "source": source, "target": target, "read_only": read_only})
+        else:
+            result.append({"read_only": False, **volume})
+    return result
+
+
+# ----------------------------------------------------------------------------------- the services
+
+def test_every_service_exists(raw):
+    assert SERVICES <= set(raw["services"]), sorted(SERVICES - set(raw["services"]))
+    assert "pipeline-data" in raw["volumes"]
+
+
+def test_worker_queues_match_the_celery_app(compose):
+    from workers.celery_app import CPU_QUEUE, GPU_QUEUE, PROCESS_VIDEO_TASK, TRAIN_TASK, app
+
+    consumed = {}
+    for name in WORKERS:
+        args = argv(compose["services"][name])
+        assert args[:4] == ["celery", "-A", "workers", "worker"], (name, args)
+        consumed[name] = set(option(args, "-Q", "--queues").split(","))
+    assert consumed["cpu-worker"] == {CPU_QUEUE}
+    assert consumed["gpu-worker"] == {GPU_QUEUE}
+
+    routes = app.conf.task_routes
+    assert routes[PROCESS_VIDEO_TASK]["queue"] in consumed["cpu-worker"]
+    assert routes[TRAIN_TASK]["queue"] in consumed["gpu-worker"]
+    every_consumed = set().union(*consumed.values())
+    for task, route in routes.items():
+        assert route["queue"] in every_consumed, f"{task} is routed to {route['queue']!r}, which no worker consumes"
+    assert app.conf.task_default_queue in every_consumed
+
+
+def test_gpu_worker_runs_one_task_per_fresh_process_on_an_nvidia_gpu(compose):
+    service = compose["services"]["gpu-worker"]
+    args = argv(service)
+    assert option(args, "-c", "--concurrency") == "1", args
+    assert option(args, "--max-tasks-per-child") == "1", args
+    devices = service["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) and int(d.get("count", 0)) >= 1
+               for d in devices), devices
+    assert service["build"]["dockerfile"] == "docker/Dockerfile.gpu"
+
+
+def test_cpu_worker_can_be_scaled(compose):
+    service = compose["services"]["cpu-worker"]
+    assert "container_name" not in service
+    assert "ports" not in service
+    assert "hostname" not in service  # celery@<hostname> must differ between replicas
+    assert service["build"]["dockerfile"] == "docker/Dockerfile.cpu"
+    # The default concurrency (the container's CPU count) is kept unless the override is set.
+    assert option(argv(service), "-c", "--concurrency") is None
+
+
+def test_cpu_worker_concurrency_override_is_read_by_celery(monkeypatch, compose):
+    """CELERY_WORKER_CONCURRENCY really is `celery worker --concurrency` (click auto envvar)."""
+    import click
+    from celery.bin.celery import celery as celery_cli
+    from celery.bin.worker import worker
+
+    env = env_of(compose["services"]["cpu-worker"])
+    assert env["CELERY_WORKER_CONCURRENCY"] == ""  # empty in .env.example: Celery's default
+    assert "CELERY_WORKER_CONCURRENCY" not in env_of(compose["services"]["gpu-worker"])
+
+    monkeypatch.setenv("CELERY_WORKER_CONCURRENCY", "3")
+    parent = click.Context(celery_cli, info_name="celery", auto_envvar_prefix="CELERY")
+    ctx = click.Context(worker, info_name="worker", parent=parent)
+    assert ctx.auto_envvar_prefix == "CELERY_WORKER"
+    param = next(p for p in worker.params if p.name == "concurrency")
+    assert param.resolve_envvar_value(ctx) == "3"
+    # And celery's entry point really sets that prefix.
+    import inspect
+
+    import celery.bin.celery as celery_module
+
+    assert 'auto_envvar_prefix="CELERY"' in inspect.getsource(celery_module.main)
+
+
+def test_workers_wait_for_broker_database_and_migrations(compose):
+    for name in (*WORKERS, "orchestrator"):
+        depends = compose["services"][name]["depends_on"]
+        assert depends["redis"]["condition"] == "service_healthy", name
+        assert depends["postgres"]["condition"] == "service_healthy", name
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+    migrate = compose["services"]["migrate"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert str(migrate.get("restart", "no")) == "no"
+    for name in ("redis", "postgres", *WORKERS):
+        assert "healthcheck" in compose["services"][name], name
+
+
+def test_migrate_and_orchestrator_run_real_cli_commands(compose):
+    import click
+
+    from orchestrator.cli import main
+
+    migrate = argv(compose["services"]["migrate"])
+    assert migrate[0] == "orchestrator", migrate
+    ctx = click.Context(main)
+    group = main.get_command(ctx, migrate[1])
+    assert group is not None and group.get_command(ctx, migrate[2]) is not None, migrate
+
+    orchestrator = compose["services"]["orchestrator"]
+    assert argv(orchestrator, "entrypoint") == ["orchestrator"]
+    assert "cli" in orchestrator["profiles"]  # not started by `docker compose up`
+    assert main.get_command(ctx, "ingest") is not None
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["orchestrator"] == "orchestrator.cli:main"
+
+
+def test_flower_has_auth_a_published_port_and_the_broker(compose):
+    from flower.options import default_options
+
+    service = compose["services"]["flower"]
+    args = argv(service)
+    assert args[:3] == ["celery", "-A", "workers"] and "flower" in args, args
+    # Celery options before the word `flower`, Flower options after it.
+    assert option(args[args.index("flower"):], "--port") == "5555"
+    env = env_of(service)
+    auth = env.get("FLOWER_BASIC_AUTH") or option(args, "--basic-auth")
+    assert auth and ":" in auth, "Flower 2.x answers its API with 401 unless basic auth is set"
+    if "FLOWER_BASIC_AUTH" in env:
+        assert "basic_auth" in default_options  # Flower reads FLOWER_<option> for its own options
+    assert env["CELERY_BROKER_URL"].startswith("redis://") or option(args, "--broker")
+    assert any(str(p).endswith(":5555") or (isinstance(p, dict) and p.get("target") == 5555)
+               for p in service["ports"]), service["ports"]
+
+
+# -------------------------------------------------------------------------- settings and volumes
+
+def settings_env_names() -> set[str]:
+    import inspect
+
+    from shared import settings
+
+    return set(re.findall(r'_(?:env|int|float)\("([A-Z0-9_]+)"', inspect.getsource(settings.load_settings)))
+
+
+def test_every_pipeline_env_var_is_a_setting(compose):
+    names = settings_env_names()
+    assert {"DATA_DIR", "DATABASE_URL", "CELERY_BROKER_URL"} <= names
+    for name in PIPELINE_SERVICES:
+        unknown = set(env_of(compose["services"][name])) - names - set(NON_SETTINGS_ENV)
+        assert not unknown, f"{name} sets {sorted(unknown)}, which nothing reads"
+
+
+def test_every_setting_is_passed_to_the_pipeline(raw):
+    """All settings reach every pipeline process, so producer and workers agree on them."""
+    names = settings_env_names()
+    for name in PIPELINE_SERVICES:
+        missing = names - set(env_of(raw["services"][name]))
+        assert not missing, f"{name} does not pass {sorted(missing)}"
+
+
+def test_pipeline_env_loads_as_distributed_settings(monkeypatch, compose):
+    from shared.settings import load_settings
+
+    for name in PIPELINE_SERVICES:
+        env = env_of(compose["services"][name])
+        for key in settings_env_names():
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings()
+        assert not settings.embedded, name
+        assert settings.data_dir == Path(env["DATA_DIR"]), name
+        assert settings.database_url == env["DATABASE_URL"], name
+        assert settings.database_url.startswith("postgresql+psycopg://pipeline:") and "@postgres:5432/" in settings.database_url
+        assert settings.broker_url == env["CELERY_BROKER_URL"], name
+        assert settings.broker_url.startswith("redis://:") and "@redis:6379/" in settings.broker_url
+        # Empty optional values fall back to the defaults instead of failing to parse.
+        assert settings.cpu_task_hard_limit_s == 720 and settings.db_pool_size == 2, name
+
+
+def test_volumes_dataset_read_only_and_pipeline_data_at_data_dir(compose):
+    for name in PIPELINE_SERVICES:
+        service = compose["services"][name]
+        by_target = {m["target"]: m for m in mounts(service)}
+        data_dir = env_of(service)["DATA_DIR"]
+        assert data_dir in by_target, f"{name}: nothing mounted at DATA_DIR {data_dir}"
+        assert by_target[data_dir]["source"] == "pipeline-data" and by_target[data_dir]["type"] == "volume", name
+        assert not by_target[data_dir]["read_only"], name
+        dataset = by_target.get(DATASET_TARGET)
+        assert dataset is not None, f"{name}: no dataset at {DATASET_TARGET}"
+        assert dataset["type"] == "bind" and dataset["read_only"] is True, (name, dataset)
+    assert {m["target"]: m for m in mounts(compose["services"]["redis"])}["/data"]["source"] == "redis-data"
+
+
+def test_redis_requires_a_password_and_keeps_its_queue(raw):
+    service = raw["services"]["redis"]
+    args = argv(service)
+    assert option(args, "--requirepass").startswith("${REDIS_PASSWORD:?")
+    assert option(args, "--appendonly") == "yes"
+    assert raw["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+
+
+# -------------------------------------------------------------------------- variables and secrets
+
+def test_secrets_have_no_defaults():
+    text = compose_text_without_comments()
+    for secret in SECRETS:
+        uses = [m for m in VAR_REF.finditer(text) if m.group(1) == secret]
+        assert uses, f"{secret} is never used"
+        for match in uses:
+            assert match.group(2) == ":?", f"{match.group(0)}: a secret must be ${{{secret}:?message}}"
+        assert not re.search(rf"(?<!\$)\${secret}\b", text), f"${secret} without braces cannot be required"
+    dataset = [m for m in VAR_REF.finditer(text) if m.group(1) == "DATASET_DIR"]
+    assert dataset and all(m.group(2) == ":?" for m in dataset)
+
+
+def test_every_variable_is_in_env_example(example_env):
+    text = compose_text_without_comments()
+    referenced = {m.group(1) for m in VAR_REF.finditer(text)}
+    bare = {m.group(1) for m in BARE_VAR_REF.finditer(text)}
+    assert not bare, f"use ${{VAR}} (or $$VAR for the container's shell): {sorted(bare)}"
+    missing = referenced - set(example_env)
+    assert not missing, f".env.example lacks {sorted(missing)}"
+    unused = set(example_env) - referenced
+    assert not unused, f".env.example lists {sorted(unused)}, which docker-compose.yml does not read"
+    for secret in SECRETS:
+        assert example_env[secret], f"{secret} needs a placeholder in .env.example"
+
+
+def test_docker_compose_config_validates():
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("the docker-compose binary is not installed (apt-get install -y docker-compose)")
+    env = {k: v for k, v in os.environ.items() if k not in read_env_file(ENV_EXAMPLE)}
+    result = subprocess.run(
+        [binary, "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), "config", "-q"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Without the required variables compose refuses, naming the missing one.
+    result = subprocess.run([binary, "-f", str(COMPOSE_FILE), "config", "-q"], cwd="/", env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, "compose accepted a file with no secrets set"
+    assert "set " in result.stderr + result.stdout, result.stderr[-3000:]
+
+
+# ------------------------------------------------------------------------------------ Dockerfiles
+
+def dockerfile_copies(path: Path) -> list[str]:
+    sources = []
+    for line in path.read_text().splitlines():
+        words = line.split()
+        if words and words[0].upper() == "COPY":
+            sources += [w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def test_dockerfiles_copy_every_package_and_install_their_extra():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    includes = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in includes}
+    extras = {"Dockerfile.cpu": "cpu", "Dockerfile.gpu": "gpu"}
+    for path in DOCKERFILES:
+        text = path.read_text()
+        copied = {source.strip("./") for source in dockerfile_copies(path)}
+        assert packages <= copied, f"{path.name} does not copy {sorted(packages - copied)}"
+        assert "pyproject.toml" in copied
+        assert any(c.startswith("README.md") for c in copied), "pyproject's readme field names README.md"
+        extra = extras[path.name]
+        assert extra in pyproject["project"]["optional-dependencies"]
+        assert f'pip install ".[{extra}]"' in text, path.name
+        assert re.search(r"^FROM python:3\.11-slim", text, re.M), path.name
+        assert re.search(r"^USER (?!root\b)\S+", text, re.M), f"{path.name} runs as root"
+        assert re.search(r"^WORKDIR /app$", text, re.M), path.name
+        assert "TF_CPP_MIN_LOG_LEVEL=2" in text, path.name
+        # Every literal source exists in the build context and is not excluded by .dockerignore.
+        for source in dockerfile_copies(path):
+            if "*" not in source:
+                assert (REPO / source).exists(), f"{path.name} copies {source}, which does not exist"
+
+
+def test_dockerignore_keeps_data_and_secrets_out_of_the_build_context():
+    ignored = {line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {"data", "sample", "tests", ".git", ".env"} <= ignored
+    assert any("__pycache__" in entry for entry in ignored)
+    # Nothing a Dockerfile copies is ignored.
+    for path in DOCKERFILES:
+        for source in dockerfile_copies(path):
+            assert source.strip("./").rstrip("*") not in ignored, source
+
+
+def test_env_example_states_the_current_defaults():
+    """Each optional setting's comment in .env.example shows `(default)`: it must match the code."""
+    import dataclasses
+
+    from shared.settings import Settings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    names = settings_env_names()
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    checked = 0
+    for previous, line in zip(lines, lines[1:]):
+        name = line.split("=", 1)[0].strip()
+        if name not in names or name.lower() not in defaults:
+            continue
+        match = re.search(r"\(([0-9.]+)[);,]", previous)
+        if match is None:
+            continue
+        assert float(match.group(1)) == float(defaults[name.lower()]), (
+            f".env.example says {name} defaults to {match.group(1)}; shared/settings.py: {defaults[name.lower()]}")
+        checked += 1
+    assert checked >= 10
