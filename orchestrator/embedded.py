@@ -29,8 +29,11 @@ class WorkerDied(RuntimeError):
 class LocalWorker:
     """``celery -A workers worker -Q <queues>`` as a child process, stopped when the block ends."""
 
-    def __init__(self, queues: str, concurrency: int, name: str, max_tasks_per_child: int | None = None):
+    def __init__(self, queues: str, concurrency: int, name: str, max_tasks_per_child: int | None = None,
+                 threads: int | None = None):
         self.queues, self.concurrency, self.name = queues, concurrency, name
+        # Share the cores among the processes unless the user said otherwise (WORKER_THREADS).
+        self.threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // concurrency)
         self.max_tasks_per_child = max_tasks_per_child
         self.process: subprocess.Popen | None = None
         settings = get_settings()
@@ -50,7 +53,8 @@ class LocalWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        env["DATA_DIR"] = str(get_settings().data_dir)  # a relative DATA_DIR must mean the same folder
+        env["DATA_DIR"] = str(get_settings().data_dir)
+        env.setdefault("WORKER_THREADS", str(self.threads))  # a relative DATA_DIR must mean the same folder
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -40,9 +40,12 @@ class Settings:
     crop_size: int = 128
     # MTCNN runs on a copy of the frame whose longer side is at most this many pixels;
     # boxes are scaled back. Full-resolution detection costs 2-5x more and finds the same faces.
-    detect_max_side: int = 640
+    detect_max_side: int = 480
     # Sampled frames of one video are detected in one batched call, this many at a time.
     detect_batch: int = 8
+    # TensorFlow/OpenCV threads per worker process (0: the libraries decide). A CPU worker runs
+    # one process per core, so one thread each; more would make the processes fight for cores.
+    worker_threads: int = 1
 
     # Celery worker behaviour. Why each value: see workers/celery_app.py.
     cpu_task_soft_limit_s: int = 600
@@ -103,8 +106,9 @@ def load_settings() -> Settings:
         min_confidence=_float("MIN_CONFIDENCE", 0.95),
         crop_margin=_float("CROP_MARGIN", 0.3),
         crop_size=_int("CROP_SIZE", 128),
-        detect_max_side=_int("DETECT_MAX_SIDE", 640),
+        detect_max_side=_int("DETECT_MAX_SIDE", 480),
         detect_batch=_int("DETECT_BATCH", 8),
+        worker_threads=_int("WORKER_THREADS", 1),
         cpu_task_soft_limit_s=_int("CPU_TASK_SOFT_LIMIT_S", 600),
         cpu_task_hard_limit_s=_int("CPU_TASK_HARD_LIMIT_S", 720),
         gpu_task_soft_limit_s=_int("GPU_TASK_SOFT_LIMIT_S", 6 * 3600),

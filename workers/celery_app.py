@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
 from kombu import Queue
 
 from shared.settings import get_settings
@@ -26,7 +25,7 @@ def broker_transport_options(settings) -> dict:
             "data_folder_out": str(queue_dir),
             "control_folder": str(control_dir),
             # The transport polls its folder; the default 1 s would cost more than a video's work.
-            "polling_interval": 0.1,
+            "polling_interval": 0.05,
         }
     # Redis redelivers a task not acknowledged within the visibility timeout. It must exceed the
     # longest hard time limit, or a long training run would be started a second time meanwhile.
@@ -36,7 +35,7 @@ def broker_transport_options(settings) -> dict:
 
 def create_app() -> Celery:
     settings = get_settings()
-    app = Celery("workers", broker=settings.broker_url, include=["workers.tasks"])
+    app = Celery("workers", broker=settings.broker_url, include=["workers.lifecycle", "workers.tasks"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -58,19 +57,12 @@ def create_app() -> Celery:
         task_track_started=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_transport_options(settings),
-        # Loading TensorFlow happens at import in the parent, before the fork; a child only
-        # disposes the database pool, well inside the 4 s start-up timeout.
-        worker_proc_alive_timeout=30,
+        # A new child builds and traces MTCNN before it reports ready (workers/lifecycle.py):
+        # ~1 s alone, several seconds on a loaded machine; the default 4 s would kill it.
+        worker_proc_alive_timeout=60,
         worker_hijack_root_logger=False,
     )
     return app
-
-
-@worker_process_init.connect
-def _fresh_database_pool_in_child(**_kwargs) -> None:
-    from db.session import reset_engine
-
-    reset_engine()
 
 
 app = create_app()

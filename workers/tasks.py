@@ -7,7 +7,7 @@ from celery.utils.log import get_task_logger
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.settings import get_settings
-from workers.celery_app import PROCESS_VIDEO_TASK, app
+from workers.celery_app import PROCESS_VIDEO_TASK, TRAIN_TASK, app
 
 log = get_task_logger(__name__)
 _settings = get_settings()
@@ -40,3 +40,23 @@ def process_video_task(self, video_id: int, video: str = "", params: dict | None
         raise
     log.info("%s: %s, %s crops", summary.get("video", video), summary["status"], summary.get("crops", 0))
     return summary
+
+
+@app.task(
+    name=TRAIN_TASK,
+    bind=True,
+    soft_time_limit=_settings.gpu_task_soft_limit_s,
+    time_limit=_settings.gpu_task_hard_limit_s,
+)
+def train_task(self, run_id: str, summary: str = "") -> dict:
+    """Train, evaluate and record one run. ``summary`` says what it trains, for Flower."""
+    from workers.training.run import describe_progress, execute_run
+
+    def show_in_flower(event: dict) -> None:
+        # Flower shows a custom event's type as the task's state and only its known fields:
+        # the progress line travels in "result", which its task page displays.
+        self.send_event("task-progress", result=describe_progress(event))
+
+    summary_out = execute_run(run_id, forward_progress=show_in_flower)
+    log.info("run %s: %s", run_id, summary_out["status"])
+    return summary_out

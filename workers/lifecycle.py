@@ -1,0 +1,59 @@
+"""What a worker does around its tasks: load libraries before the fork, models after it."""
+
+from __future__ import annotations
+
+import logging
+
+from celery.signals import celeryd_after_setup, worker_process_init
+
+from shared.settings import get_settings
+from workers.celery_app import CPU_QUEUE
+
+log = logging.getLogger(__name__)
+_consumes_cpu_queue = False
+
+
+def configure_threads(threads: int) -> None:
+    """Threads TensorFlow and OpenCV may use in this process (0 leaves their defaults)."""
+    if threads <= 0:
+        return
+    import cv2
+    import tensorflow as tf
+
+    cv2.setNumThreads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # the runtime is already running in this process: too late, keep going
+        log.warning("TensorFlow was initialised before its thread count could be set")
+
+
+def warm_up_detector() -> None:
+    """Build MTCNN and trace it once, so a worker's first video costs what the others do."""
+    import numpy as np
+
+    from workers.faces import detect_faces, get_detector
+
+    detect_faces([np.zeros((64, 64, 3), np.uint8)], min_confidence=0.95, max_side=64, detector=get_detector())
+
+
+@celeryd_after_setup.connect
+def _preload_in_parent(sender, instance, **_kwargs) -> None:
+    """Import TensorFlow and MTCNN's code in the parent, before the fork: the children share
+    those pages and start fast. No model is built here: a detector built before the fork
+    makes every task in the children hang (field notes)."""
+    global _consumes_cpu_queue
+    _consumes_cpu_queue = CPU_QUEUE in instance.app.amqp.queues.consume_from
+    if _consumes_cpu_queue:
+        import mtcnn  # noqa: F401  (imports TensorFlow)
+
+
+@worker_process_init.connect
+def _prepare_child(**_kwargs) -> None:
+    from db.session import reset_engine
+
+    reset_engine()  # never share the parent's database connections
+    if _consumes_cpu_queue:
+        # One process per core on CPU workers; a training process keeps every core.
+        configure_threads(get_settings().worker_threads)
+        warm_up_detector()

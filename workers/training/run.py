@@ -1,0 +1,145 @@
+"""Where crops become a model: one training run, from its recorded split to metrics and plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import select, update
+
+from db.models import Crop, Run, SplitMember, Video, utcnow
+from db.session import session_scope
+from shared.settings import get_settings
+from workers.ingest import worker_name
+
+RUN_DONE, RUN_FAILED, RUN_RUNNING = "done", "failed", "running"
+CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "test_predictions.csv"
+
+
+def run_dir(run_id: str) -> Path:
+    return get_settings().runs_dir / run_id
+
+
+def load_split(run_id: str) -> dict[str, dict[str, list]]:
+    """part -> {"paths", "labels", "video_ids"} with absolute crop paths, in a stable order."""
+    data_dir = get_settings().data_dir
+    parts: dict[str, dict[str, list]] = {p: {"paths": [], "labels": [], "video_ids": []} for p in ("train", "val", "test")}
+    with session_scope() as session:
+        rows = session.execute(
+            select(SplitMember.part, Crop.crop_path, Video.label, Video.id)
+            .join(Crop, SplitMember.crop_id == Crop.id)
+            .join(Video, Crop.video_id == Video.id)
+            .where(SplitMember.run_id == run_id)
+            .order_by(Crop.id)
+        ).all()
+    for part, crop_path, label, video_id in rows:
+        path = Path(crop_path)
+        parts[part]["paths"].append(str(path if path.is_absolute() else data_dir / path))
+        parts[part]["labels"].append(int(label))
+        parts[part]["video_ids"].append(int(video_id))
+    return parts
+
+
+class ProgressRecorder:
+    """Keeps the run's progress in the database (the CLI reads it) and forwards it (Flower)."""
+
+    def __init__(self, run_id: str, forward: Callable[[dict], None] | None = None, min_interval_s: float = 1.0):
+        self.run_id, self.forward, self.min_interval_s = run_id, forward, min_interval_s
+        self._last = 0.0
+
+    def __call__(self, event: dict) -> None:
+        now = time.monotonic()
+        if event.get("phase") == "batch" and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        with session_scope() as session:
+            session.execute(update(Run).where(Run.id == self.run_id).values(progress=event))
+        if self.forward:
+            self.forward(event)
+
+
+def describe_progress(event: dict | None) -> str:
+    """'epoch 2/10, batch 5/12, loss 0.4123' for people (CLI, Flower)."""
+    if not event:
+        return "starting"
+    if event.get("phase") == "evaluate":
+        return "evaluating on the test set"
+    text = f"epoch {event.get('epoch', '?')}/{event.get('epochs', '?')}"
+    if event.get("batches"):
+        text += f", batch {event.get('batch', 0)}/{event['batches']}"
+    if event.get("loss") is not None:
+        text += f", loss {event['loss']:.4f}"
+    if event.get("val_loss") is not None:
+        text += f", val_loss {event['val_loss']:.4f}"
+    return text
+
+
+def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = None) -> dict:
+    """Train on the run's train part (validation for checkpoint choice), score the test part
+    once, write every artifact into DATA_DIR/runs/<run_id>/, and record the outcome."""
+    from workers.training.evaluate import compute_metrics
+    from workers.training.fit import load_model, predict_probabilities, train
+    from workers.training.plots import plot_confusion_matrix, plot_history, plot_roc
+
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise LookupError(f"no run {run_id}")
+        if run.status == RUN_DONE:
+            return {"run_id": run_id, "status": RUN_DONE, "skipped": True}
+        run.status, run.started_at, run.worker = RUN_RUNNING, utcnow(), worker_name()
+        run.error, run.progress = None, None
+        config, split_info = dict(run.config), dict(run.split or {})
+
+    out_dir = run_dir(run_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = ProgressRecorder(run_id, forward_progress)
+    try:
+        split = load_split(run_id)
+        (out_dir / CONFIG_FILE).write_text(json.dumps({"run_id": run_id, **config, "split": split_info}, indent=2))
+        fitted = train(split["train"]["paths"], split["train"]["labels"], split["val"]["paths"],
+                       split["val"]["labels"], config, out_dir, on_progress=progress)
+        progress({"phase": "evaluate"})
+        model = load_model(fitted["model_path"])
+        test = split["test"]
+        probabilities = predict_probabilities(model, test["paths"], batch_size=config["batch_size"])
+        metrics = compute_metrics(test["labels"], probabilities, test["video_ids"],
+                                  threshold=config.get("threshold", 0.5))
+        metrics["train_images_per_s"] = fitted["train_images_per_s"]
+        metrics["best_epoch"], metrics["epochs_run"] = fitted["best_epoch"], fitted["epochs_run"]
+
+        with open(out_dir / PREDICTIONS_FILE, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["crop_path", "video_id", "label", "fake_probability"])
+            writer.writerows(zip(test["paths"], test["video_ids"], test["labels"], probabilities.tolist()))
+        plots = [
+            plot_history(fitted["history"], out_dir / "history.png"),
+            plot_confusion_matrix(metrics["confusion_matrix"], out_dir / "confusion_matrix.png",
+                                  title="Test crops"),
+            plot_roc(test["labels"], probabilities, out_dir / "roc.png"),
+        ]
+        (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        artifacts = {
+            "dir": str(out_dir),
+            "model": fitted["model_path"],
+            "config": str(out_dir / CONFIG_FILE),
+            "metrics": str(out_dir / METRICS_FILE),
+            "history": str(out_dir / "history.csv"),
+            "predictions": str(out_dir / PREDICTIONS_FILE),
+            "plots": [str(p) for p in plots],
+        }
+        with session_scope() as session:
+            session.execute(update(Run).where(Run.id == run_id).values(
+                status=RUN_DONE, metrics=metrics, history=fitted["history"], artifacts=artifacts,
+                config={**config, **fitted["config"]}, finished_at=utcnow(), progress={"phase": "done"},
+            ))
+        return {"run_id": run_id, "status": RUN_DONE, "accuracy": metrics.get("accuracy"), "auc": metrics.get("auc")}
+    except BaseException as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        with session_scope() as session:
+            session.execute(update(Run).where(Run.id == run_id).values(
+                status=RUN_FAILED, error=f"{type(exc).__name__}: {message}"[:2000], finished_at=utcnow()))
+        raise
