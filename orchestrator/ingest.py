@@ -78,6 +78,13 @@ def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embed
         rows = session.execute(
             select(Video.id, Video.rel_path).where(Video.dataset_id == dataset.id, unfinished).order_by(Video.id)
         ).all()
+        if then_train:
+            # Videos still in flight from an earlier ingest must also answer to this one's barrier.
+            session.execute(
+                update(Video)
+                .where(Video.dataset_id == dataset.id, Video.status.in_([PENDING, RUNNING]))
+                .values(ingest_id=ingest.id)
+            )
         total = session.scalar(select(func.count()).select_from(Video).where(Video.dataset_id == dataset.id))
         return IngestPlan(
             dataset_id=dataset.id,

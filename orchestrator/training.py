@@ -81,7 +81,7 @@ def _ingest_params() -> dict | None:
         return session.scalar(select(Ingest.params).order_by(Ingest.id.desc()).limit(1))
 
 
-def plan_run(options: dict) -> tuple[str, dict]:
+def plan_run(options: dict, run_id: str | None = None) -> tuple[str, dict]:
     """Record a run with its configuration and split. Nothing is written when the input is bad."""
     config = check_options(options)
     crops = _crop_refs()
@@ -91,7 +91,7 @@ def plan_run(options: dict) -> tuple[str, dict]:
     settings = get_settings()
     config["ingest"] = _ingest_params()
     config["data_dir"] = str(settings.data_dir)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     with session_scope() as session:
         session.add(Run(id=run_id, status="queued", config=config, split=summary))
         session.flush()
@@ -99,6 +99,29 @@ def plan_run(options: dict) -> tuple[str, dict]:
             {"run_id": run_id, "crop_id": crop_id, "part": part} for crop_id, part in assignment.items()
         ])
     return run_id, summary
+
+
+def parse_train_options(pairs: list[str]) -> dict:
+    """["epochs=1", "weights=none"] -> {"epochs": 1, "weights": "none"}, typed like the defaults."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if key == "lr":
+            key = "learning_rate"
+        if not sep or key not in TRAIN_DEFAULTS:
+            raise InputError(f"--train-option {pair!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}")
+        default = TRAIN_DEFAULTS[key]
+        try:
+            if isinstance(default, bool):
+                options[key] = value.strip().lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, (int, float)):
+                options[key] = type(default)(value)
+            else:
+                options[key] = value.strip()
+        except ValueError:
+            raise InputError(f"--train-option {pair!r}: {value!r} is not a {type(default).__name__}") from None
+    return options
 
 
 def dispatch_run(run_id: str, config: dict) -> str:

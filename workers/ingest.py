@@ -162,9 +162,9 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
         if video is None:
             return {"video_id": video_id, "status": "unknown"}
         if video.status in FINISHED_STATUSES and not force:
-            return {"video": video.rel_path, "status": video.status, "skipped": True}
+            return {"video": video.rel_path, "status": video.status, "skipped": True, "ingest_id": video.ingest_id}
         root = session.scalar(select(Dataset.root).where(Dataset.id == video.dataset_id))
-        rel_path, dataset_id = video.rel_path, video.dataset_id
+        rel_path, dataset_id, ingest_id = video.rel_path, video.dataset_id, video.ingest_id
         video.status = RUNNING
         video.attempts += 1
         video.started_at = utcnow()
@@ -179,7 +179,7 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
     except VideoError as exc:
         _record(video_id, status=FAILED, error=str(exc), rows=[], started=started)
         remove_orphans(folder, keep=set(), stale_tmp_s=settings.cpu_task_hard_limit_s)
-        return {"video": rel_path, "status": FAILED, "error": str(exc), "crops": 0}
+        return {"video": rel_path, "status": FAILED, "error": str(exc), "crops": 0, "ingest_id": ingest_id}
 
     rows = []
     for crop in result.crops:
@@ -211,6 +211,7 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
         "frames_sampled": result.frames_sampled,
         "seconds": round(seconds, 3),
         "work_seconds": round(work_seconds, 3),  # decode, detect, crop, write PNGs: no database
+        "ingest_id": ingest_id,
     }
 
 

@@ -31,14 +31,20 @@ TRANSIENT_ERRORS = (OperationalError, DBAPIError, ConnectionError, TimeoutError)
 def process_video_task(self, video_id: int, video: str = "", params: dict | None = None,
                        force: bool = False) -> dict:
     """Sample, detect, crop and record one video. ``video`` is its path, for people reading Flower."""
+    from orchestrator.barrier import ingest_of_video, start_training_when_done
     from workers.ingest import IngestParams, process_video, record_timeout
 
     try:
         summary = process_video(video_id, IngestParams(**(params or {})), force=force)
     except SoftTimeLimitExceeded:
         record_timeout(video_id, _settings.cpu_task_soft_limit_s)
+        start_training_when_done(ingest_of_video(video_id))  # a timed-out last video still ends the ingest
         raise
     log.info("%s: %s, %s crops", summary.get("video", video), summary["status"], summary.get("crops", 0))
+    run_id = start_training_when_done(summary.get("ingest_id"))
+    if run_id:
+        log.info("last video of ingest %s finished: training run %s dispatched", summary["ingest_id"], run_id)
+        summary["started_training"] = run_id
     return summary
 
 

@@ -82,7 +82,11 @@ def run_ingest(dataset: str, *, workers: int, every: float | None, min_confidenc
             bar.close()
             if worker is not None:
                 worker.stop()
+    training = None
+    if then_train is not None:
+        training = start_or_follow_training(plan, enqueued, follow=follow, progress=progress)
     return {
+        "training": training,
         "dataset": str(scan.root),
         "ingest_id": plan.ingest_id,
         "mode": "embedded" if settings.embedded else "distributed",
@@ -93,6 +97,28 @@ def run_ingest(dataset: str, *, workers: int, every: float | None, min_confidenc
         "followed": follow,
         "status": ingest_status(plan.dataset_id),
     }
+
+
+def start_or_follow_training(plan, enqueued: int, *, follow: bool, progress: bool) -> dict:
+    """After the videos: the run the database barrier started (or starts now), followed when asked."""
+    from orchestrator.barrier import ingest_run_id, previous_training, start_training_when_done
+    from orchestrator.training import find_run, run_report
+    from shared.settings import get_settings
+
+    run_id = ingest_run_id(plan.ingest_id)
+    if run_id is None and not enqueued:
+        earlier = previous_training(plan.dataset_id)
+        if earlier:
+            return {"run_id": earlier, "started": False,
+                    "note": f"nothing changed since run {earlier}: no new training run"}
+        run_id = start_training_when_done(plan.ingest_id)
+    if run_id is None:  # videos still queued (distributed, no --wait): the last one will start it
+        return {"run_id": None, "started": False, "note": "training starts when the last video is finished"}
+    if follow and find_run(run_id).status in ("queued", "running"):
+        from orchestrator.commands.train import follow_run
+
+        follow_run(run_id, progress=progress)
+    return {"run_id": run_id, "started": True, "report": run_report(find_run(run_id))}
 
 
 def print_summary(result: dict) -> None:
@@ -113,6 +139,14 @@ def print_summary(result: dict) -> None:
         click.echo(f"  ... and {len(status['failures']) - 10} more (orchestrator status --json)")
     if not result["followed"] and result["enqueued"]:
         click.echo("enqueued on queue 'cpu'; follow with `orchestrator status`, Flower, or re-run with --wait")
+    training = result.get("training")
+    if training:
+        if training.get("report"):
+            from orchestrator.commands.train import format_report
+
+            click.echo(format_report(training["report"]))
+        else:
+            click.echo(training["note"])
 
 
 @click.command("ingest")
@@ -125,11 +159,27 @@ def print_summary(result: dict) -> None:
 @click.option("--size", type=int, default=None, help="Crop side in pixels [default: 128].")
 @click.option("--retry-failed", is_flag=True, help="Process videos that failed before once more.")
 @click.option("--wait", is_flag=True, help="With a broker configured: follow progress until done.")
+@click.option("--then-train", is_flag=True, help="Start training once, when the last video is finished.")
+@click.option("--train-option", "train_options", multiple=True, metavar="KEY=VALUE",
+              help="A `train` option for --then-train, e.g. epochs=1 weights=none (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def ingest_command(dataset, workers, every, min_confidence, margin, size, retry_failed, wait, as_json):
+def ingest_command(dataset, workers, every, min_confidence, margin, size, retry_failed, wait, then_train,
+                   train_options, as_json):
     """Record every video of a Celeb-DF folder and turn each into face crops (one task per video)."""
+    then = None
+    if then_train or train_options:
+        from orchestrator.training import check_options, parse_train_options
+
+        then = parse_train_options(list(train_options))
+        check_options(then)  # bad options fail now, before any video is processed
+        from shared.settings import get_settings
+
+        if get_settings().embedded and str(then.get("weights", "imagenet")).lower() == "imagenet":
+            from orchestrator.commands.train import check_imagenet_weights
+
+            check_imagenet_weights(then.get("backbone") or "resnet50")
     result = run_ingest(dataset, workers=workers, every=every, min_confidence=min_confidence, margin=margin,
-                        size=size, retry_failed=retry_failed, wait=wait, progress=not as_json)
+                        size=size, retry_failed=retry_failed, wait=wait, progress=not as_json, then_train=then)
     if as_json:
         from orchestrator.cli import print_json
 
@@ -138,5 +188,5 @@ def ingest_command(dataset, workers, every, min_confidence, margin, size, retry_
         for warning in result["warnings"]:
             click.echo(f"warning: {warning}", err=True)
         print_summary(result)
-    if result["status"]["failures"]:
+    if result["status"]["failures"] or (result["training"] or {}).get("report", {}).get("status") == "failed":
         raise SystemExit(1)

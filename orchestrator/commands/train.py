@@ -46,8 +46,7 @@ class TrainingProgress:
 def run_training(options: dict, *, wait: bool, progress: bool) -> dict:
     """Plan the run, dispatch it to the gpu queue, and (embedded mode, or --wait) follow it."""
     from db.session import init_db
-    from orchestrator.embedded import LocalWorker
-    from orchestrator.training import dispatch_run, find_run, plan_run, run_report, wait_for_run
+    from orchestrator.training import dispatch_run, find_run, plan_run, run_report
     from shared.settings import get_settings
 
     settings = get_settings()
@@ -55,23 +54,31 @@ def run_training(options: dict, *, wait: bool, progress: bool) -> dict:
     if settings.embedded and str(options.get("weights", "imagenet")).lower() == "imagenet":
         check_imagenet_weights(options.get("backbone") or "resnet50")
     run_id, _ = plan_run(options)
-    config = find_run(run_id).config
-    dispatch_run(run_id, config)
+    dispatch_run(run_id, find_run(run_id).config)
     if settings.embedded or wait:
-        bar = TrainingProgress(progress)
-        worker = None
-        if settings.embedded:
-            # One process, every core, recycled after the run (frees the model's memory).
-            worker = LocalWorker("gpu", 1, "train", max_tasks_per_child=1, threads=0).start()
-        try:
-            wait_for_run(run_id, on_tick=bar, check=worker.check_alive if worker else None)
-        except RuntimeError as exc:
-            raise WorkFailed(str(exc)) from None
-        finally:
-            bar.close()
-            if worker is not None:
-                worker.stop()
+        follow_run(run_id, progress=progress)
     return run_report(find_run(run_id))
+
+
+def follow_run(run_id: str, *, progress: bool) -> None:
+    """Wait for a run to end; in embedded mode, run the local gpu-queue worker meanwhile."""
+    from orchestrator.embedded import LocalWorker
+    from orchestrator.training import wait_for_run
+    from shared.settings import get_settings
+
+    bar = TrainingProgress(progress)
+    worker = None
+    if get_settings().embedded:
+        # One process, every core, recycled after the run (frees the model's memory).
+        worker = LocalWorker("gpu", 1, "train", max_tasks_per_child=1, threads=0).start()
+    try:
+        wait_for_run(run_id, on_tick=bar, check=worker.check_alive if worker else None)
+    except RuntimeError as exc:
+        raise WorkFailed(str(exc)) from None
+    finally:
+        bar.close()
+        if worker is not None:
+            worker.stop()
 
 
 def check_imagenet_weights(backbone: str) -> None:
