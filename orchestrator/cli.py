@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
 
+import shared.quiet  # noqa: F401  (sets the native libraries' log levels before they load)
 from orchestrator.errors import InputError, WorkFailed
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -83,6 +83,9 @@ def follow_run(run_id: str, *, progress: bool) -> None:
 
 def check_imagenet_weights(backbone: str) -> None:
     """Offline and no cached ImageNet weights: say so now, not after a worker has started."""
+    from shared.quiet import load_tensorflow
+
+    load_tensorflow()
     from workers.training.models import WeightsUnavailableError, build_model
 
     try:
@@ -211,6 +214,19 @@ def runs_command(as_json):
 @click.option("--json", "as_json", is_flag=True)
 def predict_command(videos, run_id, as_json):
     """Fake probability of each video: mean over its face crops, made exactly as ingest makes them."""
+    run, results = predict_videos(videos, run_id)
+    if as_json:
+        from orchestrator.cli import print_json
+
+        print_json(results)
+        return
+    click.echo(f"run {run.id} ({run.config['backbone']})")
+    for result in results:
+        click.echo(format_prediction(result))
+
+
+def predict_videos(videos: list[Path], run_id: str | None = None):
+    """(run, [{"video", "fake_probability", "label", "faces"}, ...]); bad input raises InputError."""
     from db.session import init_db
     from orchestrator.training import find_run
     from workers.video import VideoError, open_video
@@ -225,7 +241,10 @@ def predict_command(videos, run_id, as_json):
     run = find_run(run_id) if run_id else latest_finished_run()
     if run.status != "done":
         raise InputError(f"run {run.id} is {run.status}: only a finished run can predict")
+    from shared.quiet import load_tensorflow
     from workers.ingest import IngestParams
+
+    load_tensorflow()
     from workers.predict import judge_video, load_run_model
 
     params = IngestParams(**run.config["ingest"]) if run.config.get("ingest") else IngestParams.from_settings()
@@ -237,17 +256,14 @@ def predict_command(videos, run_id, as_json):
                                        threshold=run.config.get("threshold", 0.5)))
         except VideoError as exc:
             raise InputError(f"{path}: {exc}") from None
-    if as_json:
-        from orchestrator.cli import print_json
+    return run, results
 
-        print_json(results)
-        return
-    click.echo(f"run {run.id} ({run.config['backbone']})")
-    for r in results:
-        if r["label"] is None:
-            click.echo(f"{r['video']}: no face found, no verdict")
-        else:
-            click.echo(f"{r['video']}: {r['label']} (fake probability {r['fake_probability']:.3f}, {r['faces']} faces)")
+
+def format_prediction(result: dict) -> str:
+    if result["label"] is None:
+        return f"{result['video']}: no face found, no verdict"
+    return (f"{result['video']}: {result['label']} (fake probability {result['fake_probability']:.3f}, "
+            f"{result['faces']} faces)")
 
 
 def latest_finished_run():
