@@ -33,7 +33,9 @@ def plot_history(history: dict, path: str | Path) -> Path:
         axes.set_title(title)
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs_run = max((len(history.get(k) or []) for k in (metric, f"val_{metric}")), default=0)
+        axes.set_xlim(0.5, max(epochs_run, 1) + 0.5)  # whole epochs, even for a one-epoch run
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axes.grid(alpha=0.3)
         if axes.lines:
             axes.legend()
