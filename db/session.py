@@ -95,3 +95,23 @@ def init_db() -> None:
     from db.migrate import upgrade
 
     upgrade()
+
+
+def call_with_db_retry(fn, *, give_up_after_s: float = 300.0, pause_s: float = 2.0, on_retry=None):
+    """Call ``fn()``; while the database cannot be reached, wait and try again, for at most
+    ``give_up_after_s`` seconds. For long waits that should survive a database restart."""
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + give_up_after_s
+    while True:
+        try:
+            return fn()
+        except OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise
+            if on_retry:
+                on_retry(exc)
+            reset_engine()
+            time.sleep(pause_s)

@@ -10,7 +10,7 @@ from typing import Callable
 from sqlalchemy import func, or_, select, update
 
 from db.models import Dataset, Ingest, Video, utcnow
-from db.session import session_scope
+from db.session import call_with_db_retry, session_scope
 from orchestrator.scan import ScanResult
 from shared.labels import FAILED, FINISHED_STATUSES, PENDING, RUNNING
 from shared.settings import get_settings
@@ -134,7 +134,7 @@ def wait_until_finished(dataset_id: int, *, on_tick: Callable[[dict[str, int]], 
     """Block until no video of the dataset is pending or running; the barrier is in the database."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        counts = dataset_counts(dataset_id)
+        counts = call_with_db_retry(lambda: dataset_counts(dataset_id), on_retry=warn_database_unreachable)
         if on_tick:
             on_tick(counts)
         if unfinished_count(counts) == 0:
@@ -144,3 +144,11 @@ def wait_until_finished(dataset_id: int, *, on_tick: Callable[[dict[str, int]], 
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"{unfinished_count(counts)} videos still unfinished")
         time.sleep(poll_s)
+
+
+def warn_database_unreachable(exc: Exception) -> None:
+    """Printed while a wait rides out a database restart; the workers retry on their own."""
+    import sys
+
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    print(f"warning: database unreachable ({reason}); retrying", file=sys.stderr)

@@ -11,7 +11,7 @@ from typing import Callable
 from sqlalchemy import insert, select
 
 from db.models import Crop, Ingest, Run, SplitMember, Video
-from db.session import session_scope
+from db.session import call_with_db_retry, session_scope
 from orchestrator.errors import InputError
 from orchestrator.split import CropRef, split_crops, split_summary
 from shared.labels import DONE
@@ -140,8 +140,10 @@ def run_state(run_id: str) -> tuple[str, dict | None, str | None]:
 
 def wait_for_run(run_id: str, *, on_tick: Callable[[dict | None], None] | None = None,
                  check: Callable[[], None] | None = None, poll_s: float = 1.0) -> str:
+    from orchestrator.ingest import warn_database_unreachable
+
     while True:
-        status, progress, _ = run_state(run_id)
+        status, progress, _ = call_with_db_retry(lambda: run_state(run_id), on_retry=warn_database_unreachable)
         if on_tick:
             on_tick(progress)
         if status in RUN_FINISHED:
