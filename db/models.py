@@ -41,7 +41,8 @@ class Video(Base):
     __tablename__ = "videos"
     __table_args__ = (
         UniqueConstraint("dataset_id", "rel_path", name="uq_videos_dataset_path"),
-        Index("ix_videos_status", "status"),
+        # Progress counts and the --then-train barrier ask "what is unfinished in this dataset?".
+        Index("ix_videos_dataset_status", "dataset_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

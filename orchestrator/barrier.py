@@ -8,7 +8,7 @@ conditional UPDATE, so however many tasks get there, one run starts.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from db.models import Ingest, Run, Video
 from db.session import session_scope
@@ -17,11 +17,11 @@ from orchestrator.training import dispatch_run, new_run_id, plan_run
 from shared.labels import PENDING, RUNNING
 
 
-def _unfinished(session, dataset_id: int) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Video)
-        .where(Video.dataset_id == dataset_id, Video.status.in_([PENDING, RUNNING]))
-    )
+def _any_unfinished(session, dataset_id: int) -> bool:
+    # EXISTS on the (dataset_id, status) index: called after every video, it must stay cheap.
+    return session.scalar(select(
+        select(Video.id).where(Video.dataset_id == dataset_id, Video.status.in_([PENDING, RUNNING])).exists()
+    ))
 
 
 def start_training_when_done(ingest_id: int | None) -> str | None:
@@ -32,7 +32,7 @@ def start_training_when_done(ingest_id: int | None) -> str | None:
         ingest = session.get(Ingest, ingest_id)
         if ingest is None or not ingest.then_train or ingest.train_run_id is not None:
             return None
-        if _unfinished(session, ingest.dataset_id):
+        if _any_unfinished(session, ingest.dataset_id):
             return None
         options = dict(ingest.train_options or {})
     run_id = new_run_id()
@@ -43,12 +43,19 @@ def start_training_when_done(ingest_id: int | None) -> str | None:
     if not claimed:
         return None
     try:
-        _, _ = plan_run(options, run_id=run_id)
+        plan_run(options, run_id=run_id)
     except InputError as exc:
         # Recorded as a failed run, so `orchestrator report` says why no model came out.
         with session_scope() as session:
             session.add(Run(id=run_id, status="failed", config=options, error=str(exc)))
         return run_id
+    except BaseException:
+        # Anything else (the database blinked): give the claim back, so that the retried task,
+        # or the next one to finish, starts the run.
+        with session_scope() as session:
+            session.execute(update(Ingest).where(Ingest.id == ingest_id, Ingest.train_run_id == run_id)
+                            .values(train_run_id=None))
+        raise
     with session_scope() as session:
         config = session.get(Run, run_id).config
     dispatch_run(run_id, config)

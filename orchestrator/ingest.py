@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 
 from db.models import Dataset, Ingest, Video, utcnow
 from db.session import call_with_db_retry, session_scope
@@ -15,6 +15,15 @@ from orchestrator.scan import ScanResult
 from shared.labels import FAILED, FINISHED_STATUSES, PENDING, RUNNING
 from shared.settings import get_settings
 from workers.celery_app import CPU_QUEUE, PROCESS_VIDEO_TASK, app
+
+
+# Rows or ids per statement: PostgreSQL takes at most 65,535 bound parameters in one.
+CHUNK = 5000
+
+
+def chunked(items: list, size: int = CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 @dataclass
@@ -38,20 +47,25 @@ def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embed
             dataset = Dataset(root=str(scan.root))
             session.add(dataset)
             session.flush()
-        known = {v.rel_path: v for v in session.scalars(select(Video).where(Video.dataset_id == dataset.id))}
-        new = 0
-        for entry in scan.videos:
-            video = known.get(entry.rel_path)
-            if video is None:
-                video = Video(dataset_id=dataset.id, rel_path=entry.rel_path, folder=entry.folder,
-                              label=entry.label, status=PENDING, attempts=0)
-                session.add(video)
-                new += 1
-            video.source_identity = entry.identity.source
-            video.target_identity = entry.identity.target
-            video.source_video = entry.identity.source_video
-            video.group_key = entry.identity.group_key
-            video.official_test = entry.official_test
+        # Plain rows, not ORM objects: a full Celeb-DF is 6.5k videos, a hundredfold one 650k.
+        known = {row.rel_path: row for row in session.execute(
+            select(Video.rel_path, Video.id, Video.official_test).where(Video.dataset_id == dataset.id))}
+        new_rows = [
+            dict(dataset_id=dataset.id, rel_path=e.rel_path, folder=e.folder, label=e.label,
+                 source_identity=e.identity.source, target_identity=e.identity.target,
+                 source_video=e.identity.source_video, group_key=e.identity.group_key,
+                 official_test=e.official_test, status=PENDING, attempts=0)
+            for e in scan.videos if e.rel_path not in known
+        ]
+        for chunk in chunked(new_rows):
+            session.execute(insert(Video), chunk)
+        # Identities follow from the file name and never change; the test-list mark may.
+        for marked in (True, False):
+            ids = [known[e.rel_path].id for e in scan.videos
+                   if e.rel_path in known and e.official_test == marked and known[e.rel_path].official_test != marked]
+            for chunk in chunked(ids):
+                session.execute(update(Video).where(Video.id.in_(chunk)).values(official_test=marked))
+        new = len(new_rows)
         ingest = Ingest(dataset_id=dataset.id, params=params, then_train=then_train, train_options=train_options)
         session.add(ingest)
         session.flush()
@@ -102,9 +116,10 @@ def enqueue_videos(ingest_id: int, videos: list[tuple[int, str]], params: dict, 
         return 0
     ids = [video_id for video_id, _ in videos]
     with session_scope() as session:
-        session.execute(
-            update(Video).where(Video.id.in_(ids)).values(status=PENDING, enqueued_at=utcnow(), ingest_id=ingest_id)
-        )
+        for chunk in chunked(ids):
+            session.execute(
+                update(Video).where(Video.id.in_(chunk)).values(status=PENDING, enqueued_at=utcnow(), ingest_id=ingest_id)
+            )
     with app.connection_for_write() as connection:
         for video_id, rel_path in videos:
             app.send_task(
