@@ -52,6 +52,11 @@ class Settings:
     cpu_task_hard_limit_s: int = 720
     gpu_task_soft_limit_s: int = 6 * 3600
     gpu_task_hard_limit_s: int = 6 * 3600 + 600
+    # Redis hands a task's message to another worker when it has not been acknowledged this many
+    # seconds after delivery: that is how the tasks of a worker that died (SIGKILL, lost machine)
+    # come back. 0: the longest hard time limit + 600 s. A value under a task's run time makes
+    # Redis start that task again while it still runs.
+    broker_visibility_timeout_s: int = 0
     db_pool_size: int = 2
     db_max_overflow: int = 2
 
@@ -69,6 +74,12 @@ class Settings:
     @property
     def broker_dir(self) -> Path:
         return self.data_dir / "broker"
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        if self.broker_visibility_timeout_s > 0:
+            return self.broker_visibility_timeout_s
+        return max(self.cpu_task_hard_limit_s, self.gpu_task_hard_limit_s) + 600
 
     def public_dict(self) -> dict:
         """Settings with secrets masked, for run configs and `--json` output."""
@@ -113,6 +124,7 @@ def load_settings() -> Settings:
         cpu_task_hard_limit_s=_int("CPU_TASK_HARD_LIMIT_S", 720),
         gpu_task_soft_limit_s=_int("GPU_TASK_SOFT_LIMIT_S", 6 * 3600),
         gpu_task_hard_limit_s=_int("GPU_TASK_HARD_LIMIT_S", 6 * 3600 + 600),
+        broker_visibility_timeout_s=_int("BROKER_VISIBILITY_TIMEOUT_S", 0),
         db_pool_size=_int("DB_POOL_SIZE", 2),
         db_max_overflow=_int("DB_MAX_OVERFLOW", 2),
         keras_home=_env("KERAS_HOME"),

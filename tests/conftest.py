@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +68,24 @@ def pg_url():
 
 @pytest.fixture
 def redis_url():
-    """A Redis database emptied before and after the test."""
+    """A Redis database of its own: an empty one among 1-15 is claimed, and emptied afterwards.
+
+    Queues have fixed names (`cpu`, `gpu`): two test runs sharing a database would take each
+    other's tasks."""
+    import random
+
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield REDIS_URL
+    base = REDIS_URL.rstrip("/")
+    claim = f"celebdf-test-claim-{uuid.uuid4().hex}"
+    for db in random.sample(range(1, 16), 15):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        if client.dbsize() == 0 and client.set("celebdf-test-claim", claim, nx=True):
+            break
+        client.close()
+    else:
+        pytest.fail("no empty Redis database among 1-15 for this test")
+    yield f"{base}/{db}"
     client.flushdb()
     client.close()
 
@@ -83,3 +95,30 @@ def detector():
     from workers.faces import get_detector
 
     return get_detector()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A `redis-server` of this test alone (free port, append-only file in tmp_path): it can be
+    stopped and restarted, and no other test run on the machine shares its queues."""
+    from tests.support import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fault_report(request):
+    """A dict a test fills with the figures it measured. With FAULT_REPORT=path set, each test's
+    figures are appended to that file as one JSON line (docs/reliability.md is written from them)."""
+    import json
+    import time
+
+    figures: dict = {}
+    yield figures
+    path = os.environ.get("FAULT_REPORT")
+    if path and figures:
+        line = {"test": request.node.nodeid, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}
+        with open(path, "a") as out:
+            out.write(json.dumps(line, default=str) + "\n")

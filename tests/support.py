@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,20 +50,26 @@ class CeleryWorker:
         self.extra = extra or []
         self.process: subprocess.Popen | None = None
 
-    def start(self, ready_timeout: float = 120) -> "CeleryWorker":
+    def start(self, ready_timeout: float = 120, wait: bool = True) -> "CeleryWorker":
+        """Start the worker; with ``wait`` (default) return once it says it is ready. A restarted
+        worker appends to the same log."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", self.queues,
              "-c", str(self.concurrency), "-n", f"{self.name}@%h", "--loglevel", "INFO", *self.extra],
             env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
+        return self.wait_ready(ready_timeout) if wait else self
+
+    def wait_ready(self, ready_timeout: float = 120) -> "CeleryWorker":
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited early:\n{self.log()[-3000:]}")
-            if " ready." in self.log():
+            if " ready." in self.log()[getattr(self, "_log_offset", 0):]:
                 return self
             time.sleep(0.3)
         raise RuntimeError(f"worker not ready in {ready_timeout} s:\n{self.log()[-3000:]}")
@@ -89,6 +100,151 @@ class CeleryWorker:
         self.process.wait()
 
     def __enter__(self) -> "CeleryWorker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# ----------------------------------------------------------------------------- fault-injection helpers
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; return that, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """A private `redis-server` on a free port, its data (AOF) in ``folder``: tests can stop and
+    restart it, and it shares nothing with other people's tests on the same machine."""
+
+    def __init__(self, folder: Path, appendonly: bool = True, port: int | None = None):
+        self.folder, self.appendonly = Path(folder), appendonly
+        self.port = port or free_port()
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True,
+                              timeout=30)
+
+    def ping(self) -> bool:
+        try:
+            return self.cli("ping").stdout.strip() == "PONG"
+        except subprocess.TimeoutExpired:
+            return False
+
+    def start(self, timeout: float = 10) -> "RedisServer":
+        subprocess.run(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.folder),
+             "--daemonize", "yes", "--pidfile", str(self.folder / "redis.pid"),
+             "--logfile", str(self.folder / "redis.log")],
+            check=True, capture_output=True, timeout=30,
+        )
+        wait_until(self.ping, timeout, 0.05, f"redis-server on port {self.port}")
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        """SHUTDOWN: with appendonly the AOF is flushed first, so the queue survives a restart."""
+        if not self.ping():
+            return
+        self.cli("shutdown")
+        wait_until(lambda: not self.ping(), timeout, 0.05, f"redis-server on port {self.port} to stop")
+
+    def wipe(self) -> None:
+        """Forget everything on disk (a Redis that keeps nothing, like the system one here)."""
+        assert not self.ping(), "stop the server first"
+        for entry in self.folder.iterdir():
+            if entry.name not in ("redis.log",):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+    def client(self):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, db=0)
+
+
+class Flower:
+    """`celery -A workers --broker=URL flower` as a subprocess, with basic auth, and its HTTP API."""
+
+    def __init__(self, env: dict[str, str], broker_url: str, log_dir: Path, user: str = "user",
+                 password: str = "pass"):
+        self.env, self.broker_url, self.user, self.password = env, broker_url, user, password
+        self.port = free_port()
+        self.log_path = Path(log_dir) / "flower.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "Flower":
+        log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", f"--broker={self.broker_url}", "flower",
+             f"--port={self.port}", "--address=127.0.0.1", f"--basic-auth={self.user}:{self.password}"],
+            env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+
+        def answers():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"flower exited early:\n{self.log()[-3000:]}")
+            try:
+                return self.get("/healthcheck")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(answers, timeout, 0.2, f"flower on port {self.port}")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def get(self, path: str, auth: bool = True, timeout: float = 30) -> tuple[int, object]:
+        """(HTTP status, decoded JSON body or text) of GET ``path``."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
+        if auth:
+            token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, body = response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read().decode(errors="replace")
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, body
+
+    def tasks(self) -> dict:
+        status, body = self.get("/api/tasks")
+        assert status == 200, (status, body)
+        return body
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> "Flower":
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -109,3 +109,25 @@ def test_failed_videos_come_back_only_with_retry_failed(registered, sample_root,
     assert bad not in {v for v, _ in plain.to_enqueue}
     retry = register_videos(scan, PARAMS.as_dict(), retry_failed=True, embedded=True)
     assert bad in {v for v, _ in retry.to_enqueue} and retry.retried_failed == 1
+
+
+def test_a_temporary_png_of_a_dead_writer_is_removed_at_once(registered, local_db, detector):
+    """A process killed while writing a PNG leaves `.<stem>.<host>.<pid>.tmp.png`: the next run of
+    the video removes it when that process is gone, and keeps a recent one it cannot check."""
+    import socket
+    import subprocess
+    import sys
+
+    vid = video_id("Celeb-real/id0_0000.mp4")
+    process_video(vid, PARAMS, detector=detector)
+    folder = local_db.data_dir / crops_of(vid)[0].crop_path.rsplit("/", 1)[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    left = folder / f".f000000_00.{socket.gethostname()}.{dead}.tmp.png"
+    elsewhere = folder / ".f000000_00.another-host.1.tmp.png"
+    left.write_bytes(b"half a png")
+    elsewhere.write_bytes(b"maybe being written on another machine")
+
+    process_video(vid, PARAMS, force=True, detector=detector)
+    assert not left.exists() and elsewhere.exists()
+    assert all(p.name == elsewhere.name or not p.name.startswith(".") for p in folder.iterdir())

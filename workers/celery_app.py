@@ -27,10 +27,20 @@ def broker_transport_options(settings) -> dict:
             # The transport polls its folder; the default 1 s would cost more than a video's work.
             "polling_interval": 0.05,
         }
-    # Redis redelivers a task not acknowledged within the visibility timeout. It must exceed the
-    # longest hard time limit, or a long training run would be started a second time meanwhile.
-    longest = max(settings.cpu_task_hard_limit_s, settings.gpu_task_hard_limit_s)
-    return {"visibility_timeout": longest + 600}
+    # Redis redelivers a task not acknowledged within the visibility timeout: that is how the tasks
+    # of a worker that died come back. It must exceed the longest hard time limit, or a long
+    # training run would be started a second time meanwhile (default: that limit + 600 s).
+    visibility = settings.visibility_timeout_s
+    # Workers look for such messages every unacked_restore_interval x unacked_restore_throttle s
+    # (kombu: 10 x 10). Look at least ten times per timeout, so a dead worker's tasks come back
+    # within ~1.1 timeouts; the default timeout keeps kombu's defaults.
+    sweep = max(1, min(100, visibility // 10))
+    interval = min(10, sweep)
+    return {
+        "visibility_timeout": visibility,
+        "unacked_restore_interval": interval,
+        "unacked_restore_throttle": max(1, sweep // interval),
+    }
 
 
 def create_app() -> Celery:

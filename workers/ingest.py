@@ -119,13 +119,35 @@ def crop_file_name(frame_index: int, face_index: int) -> str:
     return f"f{frame_index:06d}_{face_index:02d}.png"
 
 
+TMP_SUFFIX = ".tmp.png"
+
+
 def write_png_atomically(path: Path, image: np.ndarray) -> None:
-    """Write to a temporary name in the same folder, then rename: readers never see half a PNG."""
+    """Write to a temporary name in the same folder, then rename: readers never see half a PNG.
+    The temporary name says which process writes it (``.<stem>.<host>.<pid>.tmp.png``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    tmp = path.with_name(f".{path.stem}.{socket.gethostname()}.{os.getpid()}{TMP_SUFFIX}")
     if not cv2.imwrite(str(tmp), image):
         raise OSError(f"cannot write {tmp}")
     os.replace(tmp, path)
+
+
+def _writer_is_gone(tmp_name: str) -> bool:
+    """True when a temporary PNG was left by a process of this host that no longer runs (or by this
+    process): nobody will ever rename it. A writer on another host cannot be checked."""
+    host_pid = tmp_name[1:-len(TMP_SUFFIX)].split(".", 1)[-1]  # "<host>.<pid>"
+    host, _, pid = host_pid.rpartition(".")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def remove_orphans(folder: Path, keep: set[str], stale_tmp_s: float) -> int:
@@ -137,7 +159,8 @@ def remove_orphans(folder: Path, keep: set[str], stale_tmp_s: float) -> int:
     for entry in folder.iterdir():
         if entry.name in keep or not entry.is_file():
             continue
-        if entry.name.endswith(".tmp.png") and now - entry.stat().st_mtime < stale_tmp_s:
+        if (entry.name.endswith(TMP_SUFFIX) and now - entry.stat().st_mtime < stale_tmp_s
+                and not _writer_is_gone(entry.name)):
             continue  # another delivery of this task may be writing it right now
         entry.unlink(missing_ok=True)
         removed += 1

@@ -112,13 +112,36 @@ def start_or_follow_training(plan, enqueued: int, *, follow: bool, progress: boo
             return {"run_id": earlier, "started": False,
                     "note": f"nothing changed since run {earlier}: no new training run"}
         run_id = start_training_when_done(plan.ingest_id)
+    if run_id is None and follow:
+        # Every video is finished, but the task of the last one may not have reached the barrier
+        # yet: claim the run here (the claim is atomic), or take the one that task just claimed.
+        run_id = start_training_when_done(plan.ingest_id) or ingest_run_id(plan.ingest_id)
     if run_id is None:  # videos still queued (distributed, no --wait): the last one will start it
         return {"run_id": None, "started": False, "note": "training starts when the last video is finished"}
-    if follow and find_run(run_id).status in ("queued", "running"):
+    run = recorded_run(run_id)
+    if follow and run.status in ("queued", "running"):
         from orchestrator.commands.train import follow_run
 
         follow_run(run_id, progress=progress)
-    return {"run_id": run_id, "started": True, "report": run_report(find_run(run_id))}
+        run = find_run(run_id)
+    return {"run_id": run_id, "started": True, "report": run_report(run)}
+
+
+def recorded_run(run_id: str, timeout_s: float = 60.0):
+    """The run, once recorded: the task that claimed it writes its row a moment after the claim."""
+    import time
+
+    from orchestrator.errors import InputError
+    from orchestrator.training import find_run
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return find_run(run_id)
+        except InputError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def print_summary(result: dict) -> None:
