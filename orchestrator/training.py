@@ -34,6 +34,7 @@ TRAIN_DEFAULTS = {
     "dropout": 0.3,
     "mixed_precision": False,
     "threshold": 0.5,
+    "cache": "memory",
 }
 
 

@@ -101,7 +101,8 @@ def test_distributed_train_on_a_gpu_queue_worker(training_dataset, tmp_path, pg_
     with CeleryWorker(env, queues="cpu", concurrency=2, name="cpu", log_dir=tmp_path):
         run_cli_json(["ingest", str(training_dataset), "--wait"], env)
 
-    queued = run_cli_json([*TRAIN_ARGS, "--backbone", "mobilenetv2"], env)  # no gpu worker yet: returns
+    cache = tmp_path / "train-cache"  # tf.data's file cache instead of memory (large datasets)
+    queued = run_cli_json([*TRAIN_ARGS, "--backbone", "mobilenetv2", "--cache", str(cache)], env)  # returns
     assert queued["status"] == "running" and queued["metrics"]["accuracy"] is None
     with CeleryWorker(env, queues="gpu", concurrency=1, name="gpu", log_dir=tmp_path,
                       extra=["--max-tasks-per-child", "1"]) as gpu:
@@ -109,6 +110,8 @@ def test_distributed_train_on_a_gpu_queue_worker(training_dataset, tmp_path, pg_
         first = run_cli_json(["report", queued["run_id"]], env)
         assert "train.fit" in gpu.log()
     check_run(first, data_dir, pg_url, "mobilenetv2")
+    assert first["config"]["cache"] == str(cache)
+    assert any(p.name.startswith(f"{queued['run_id']}-train") for p in cache.iterdir())
     check_run(waited, data_dir, pg_url, "resnet50")
     runs = run_cli_json(["runs"], env)
     assert [r["backbone"] for r in runs] == ["mobilenetv2", "resnet50"]

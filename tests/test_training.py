@@ -269,3 +269,12 @@ def test_predict_on_nothing_returns_an_empty_array():
     model = tiny_model()
     assert predict_probabilities(model, [], batch_size=4, backbone="resnet50").shape == (0,)
     assert predict_arrays(model, np.zeros((0, 128, 128, 3), np.uint8), backbone="resnet50").shape == (0,)
+
+
+def test_dataset_cache_settings(tmp_path):
+    from workers.training.fit import dataset_cache
+
+    assert dataset_cache("memory", tmp_path / "run1", "train") is True
+    assert dataset_cache("none", tmp_path / "run1", "train") is False
+    path = dataset_cache(str(tmp_path / "cache"), tmp_path / "run1", "val")
+    assert path == str(tmp_path / "cache" / "run1-val") and (tmp_path / "cache").is_dir()

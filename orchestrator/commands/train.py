@@ -138,14 +138,16 @@ def format_report(report: dict) -> str:
 @click.option("--backbone", type=click.Choice(["resnet50", "efficientnetb0", "mobilenetv2"]),
               default="resnet50", show_default=True)
 @click.option("--mixed-precision", is_flag=True, help="float16 compute on a GPU (ignored on a CPU).")
+@click.option("--cache", default="memory", show_default=True,
+              help="Decoded crops between epochs: memory, none, or a local DIR for a file cache.")
 @click.option("--wait", is_flag=True, help="With a broker configured: follow the run until it ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def train_command(epochs, batch_size, learning_rate, split, test_size, seed, weights, class_weight, backbone,
-                  mixed_precision, wait, as_json):
+                  mixed_precision, cache, wait, as_json):
     """Split the crops, train on the gpu queue, evaluate on the held-out test part."""
     options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, split=split,
                    test_size=test_size, seed=seed, weights=weights, class_weight=class_weight,
-                   backbone=backbone, mixed_precision=mixed_precision)
+                   backbone=backbone, mixed_precision=mixed_precision, cache=cache)
     report = run_training(options, wait=wait, progress=not as_json)
     if as_json:
         from orchestrator.cli import print_json

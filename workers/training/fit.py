@@ -32,6 +32,9 @@ DEFAULT_TRAIN_CONFIG = {
     "image_size": 128,
     "dropout": 0.3,
     "mixed_precision": False,
+    # Decoded crops kept between epochs: "memory" (49 KB a crop), "none" (decode every epoch),
+    # or a local directory for tf.data's file cache (a 100x Celeb-DF needs ~120 GB: see docs/scaling.md).
+    "cache": "memory",
 }
 
 ProgressCallback = Callable[[dict], None]
@@ -49,7 +52,19 @@ def resolve_train_config(config: dict | None) -> dict:
         resolved[key] = int(resolved[key])
     resolved["weights"] = str(resolved["weights"]) if resolved["weights"] is not None else "none"
     resolved["mixed_precision"] = bool(resolved["mixed_precision"])
+    resolved["cache"] = str(resolved["cache"] or "none")
     return resolved
+
+
+def dataset_cache(setting: str, out_dir: Path, name: str) -> bool | str:
+    """make_dataset's ``cache`` for a config value: memory, none, or a file under a directory."""
+    if setting == "memory":
+        return True
+    if setting == "none":
+        return False
+    folder = Path(setting).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"{out_dir.name}-{name}")
 
 
 def balanced_class_weight(labels: Sequence[int]) -> dict[int, float] | None:
@@ -97,10 +112,13 @@ def train(
         seed=config["seed"],
         image_size=config["image_size"],
     )
-    train_data = make_dataset(train_paths, train_labels, training=True, **dataset_options)
+    train_data = make_dataset(train_paths, train_labels, training=True,
+                              cache=dataset_cache(config["cache"], out_dir, "train"), **dataset_options)
     has_validation = len(val_paths) > 0
     val_data = (
-        make_dataset(val_paths, val_labels, training=False, **dataset_options) if has_validation else None
+        make_dataset(val_paths, val_labels, training=False,
+                     cache=dataset_cache(config["cache"], out_dir, "val"), **dataset_options)
+        if has_validation else None
     )
     class_weight = balanced_class_weight(train_labels) if config["class_weight"] == "balanced" else None
 
