@@ -72,8 +72,11 @@ def notebook_loop(videos: list[Path], out_dir: Path) -> dict:
             "crops": faces}
 
 
-def task_in_process(dataset: Path, data_dir: Path) -> dict:
+def task_in_process(dataset: Path, data_dir: Path, threads: int) -> dict:
     """Our task code, called directly in this process (detector built once, as in a worker)."""
+    from workers.lifecycle import configure_threads
+
+    configure_threads(threads)  # as a worker process configures itself (0: library default)
     os.environ["DATA_DIR"] = str(data_dir)
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("CELERY_BROKER_URL", None)
@@ -137,12 +140,14 @@ class PeakMemory(threading.Thread):
         return pids
 
 
-def pipeline(dataset: Path, data_dir: Path, workers: int, env_extra: dict) -> dict:
+def pipeline(dataset: Path, data_dir: Path, workers: int, env_extra: dict, threads: int | None) -> dict:
     """`orchestrator ingest` end to end; throughput from the first task start to the last finish."""
     from sqlalchemy import create_engine, text
 
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env.update(DATA_DIR=str(data_dir), **env_extra)
+    if threads is not None:
+        env["WORKER_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "orchestrator.cli", "ingest", str(dataset), "--workers", str(workers), "--json"]
     worker_proc = None
     if "CELERY_BROKER_URL" in env_extra:
@@ -176,7 +181,8 @@ def pipeline(dataset: Path, data_dir: Path, workers: int, env_extra: dict) -> di
     children = sorted(monitor.peaks.items())
     pool = [kib for pid, kib in children if pid not in (proc.pid, worker_proc.pid if worker_proc else -1)]
     return {
-        "workers": workers, "videos": n, "wall_s_including_startup": round(wall, 2),
+        "workers": workers, "threads_per_process": threads if threads is not None else "embedded default",
+        "videos": n, "wall_s_including_startup": round(wall, 2),
         "window_s": round(window, 2), "videos_per_s": round(n / window, 3),
         "sum_task_s": round(busy, 2), "crops": result["status"]["crops"],
         "peak_rss_mib_per_process": sorted(round(k / 1024) for k in pool)[-workers - 1:],
@@ -191,6 +197,9 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--broker", help="Redis URL: run the pipeline part against it")
     parser.add_argument("--database", help="PostgreSQL URL for the pipeline part (with --broker)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="TensorFlow/OpenCV threads per process for our task code and every worker "
+                             "process (1: the cluster setting, one process per core; 0: library default)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["notebook", "task", "pipeline"])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -198,13 +207,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     videos = make_dataset(work / "celeb-df", args.reals, args.fakes, args.seconds, args.fps)
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+              "threads_per_process": args.threads, "broker": "redis" if args.broker else "filesystem (embedded)",
               "dataset": {"videos": len(videos), "seconds": args.seconds, "fps": args.fps, "size": "944x500"}}
     if "notebook" not in args.skip:
         report["notebook"] = notebook_loop(videos, work / "notebook-crops")
         print("notebook", report["notebook"], flush=True)
     if "task" not in args.skip:
         report["task"] = subprocess_json([sys.executable, __file__, "--_task", str(work / "celeb-df"),
-                                          str(work / "task-data")])
+                                          str(work / "task-data"), str(args.threads)])
         print("task", report["task"], flush=True)
     if "pipeline" not in args.skip:
         extra = {}
@@ -213,7 +223,8 @@ def main() -> None:
         for n in (1, 2):
             if args.broker:
                 reset_remote(args.broker, args.database)
-            report[f"pipeline_{n}"] = pipeline(work / "celeb-df", work / f"pipeline-{n}", n, extra)
+            report[f"pipeline_{n}"] = pipeline(work / "celeb-df", work / f"pipeline-{n}", n, extra,
+                                               args.threads if args.threads > 0 else None)
             print(f"pipeline_{n}", report[f"pipeline_{n}"], flush=True)
     summarize(report)
     print(json.dumps(report, indent=2))
@@ -254,7 +265,7 @@ def subprocess_json(cmd: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--_task":
-        print(json.dumps(task_in_process(Path(sys.argv[2]), Path(sys.argv[3]))))
+    if len(sys.argv) == 5 and sys.argv[1] == "--_task":
+        print(json.dumps(task_in_process(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
     else:
         main()

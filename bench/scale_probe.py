@@ -123,7 +123,7 @@ def probe(args, report: dict, work: Path, r) -> None:
     from orchestrator.report import export_rows, ingest_status
     from orchestrator.scan import scan_dataset
     from orchestrator.training import plan_run
-    from shared.labels import DONE, PENDING, RUNNING
+    from shared.labels import DONE
     from workers.ingest import IngestParams, crop_dir_for, crop_file_name
     from workers.training.run import load_split
 
@@ -137,12 +137,22 @@ def probe(args, report: dict, work: Path, r) -> None:
                                                                           embedded=False, then_train=True))
     report["register_peak_rss_growth_mib"] = rss_mib() - rss_before
 
-    def barrier_count():  # what start_training_when_done runs after EVERY video with --then-train
-        with session_scope() as session:
-            return session.scalar(select(func.count()).select_from(Video).where(
-                Video.dataset_id == plan.dataset_id, Video.status.in_([PENDING, RUNNING])))
+    from orchestrator.barrier import _any_unfinished
 
-    timed(report, "barrier_count_all_pending_s", barrier_count)
+    def barrier_check():  # what start_training_when_done asks after EVERY video with --then-train
+        with session_scope() as session:
+            return _any_unfinished(session, plan.dataset_id)
+
+    def barrier_check_none_pending():  # the worst case for EXISTS: it must scan to find nothing
+        with session_scope() as session:
+            session.execute(update(Video).where(Video.dataset_id == plan.dataset_id).values(status="done"))
+            try:
+                return _any_unfinished(session, plan.dataset_id)
+            finally:
+                session.rollback()
+
+    timed(report, "barrier_check_all_pending_s", barrier_check)
+    timed(report, "barrier_check_none_pending_s", barrier_check_none_pending)
     try:
         timed(report, "enqueue_videos_s", lambda: enqueue_videos(plan.ingest_id, plan.to_enqueue, params))
         report["redis_queue_length"] = r.llen("cpu")

@@ -14,16 +14,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+from contextlib import contextmanager
+
 from sqlalchemy import select, update
 
 from db.models import Video
 from db.session import session_scope
+from orchestrator.errors import WorkFailed
 from shared.labels import PENDING, RUNNING
 from shared.settings import get_settings
 
 
 class WorkerDied(RuntimeError):
     pass
+
+
+@contextmanager
+def local_worker_when_embedded(queues: str, concurrency: int, name: str, **options):
+    """A local worker for the duration of the block in embedded mode; None with a broker
+    configured (the cluster's workers do the work). A worker that dies fails the command."""
+    worker = LocalWorker(queues, concurrency, name, **options).start() if get_settings().embedded else None
+    try:
+        yield worker
+    except WorkerDied as exc:
+        raise WorkFailed(str(exc)) from None
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 class LocalWorker:

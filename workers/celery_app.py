@@ -25,7 +25,7 @@ def broker_transport_options(settings) -> dict:
             "data_folder_out": str(queue_dir),
             "control_folder": str(control_dir),
             # The transport polls its folder; the default 1 s would cost more than a video's work.
-            "polling_interval": 0.05,
+            "polling_interval": 0.01,
         }
     # Redis redelivers a task not acknowledged within the visibility timeout: that is how the tasks
     # of a worker that died come back. It must exceed the longest hard time limit, or a long

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from contextlib import closing
 
 import click
 from tqdm import tqdm
 
-from orchestrator.errors import InputError, WorkFailed
+from orchestrator.errors import InputError
 from shared.labels import FINISHED_STATUSES
 
 
@@ -44,7 +45,7 @@ def run_ingest(dataset: str, *, workers: int, every: float | None, min_confidenc
                progress: bool, then_train: dict | None = None) -> dict:
     """Scan, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
     from db.session import init_db
-    from orchestrator.embedded import LocalWorker, orphaned_videos, purge_embedded_queue
+    from orchestrator.embedded import local_worker_when_embedded, orphaned_videos, purge_embedded_queue
     from orchestrator.ingest import (
         dataset_counts, enqueue_videos, register_videos, unfinished_count, wait_until_finished,
     )
@@ -66,22 +67,14 @@ def run_ingest(dataset: str, *, workers: int, every: float | None, min_confidenc
 
     follow = settings.embedded or wait
     if follow and unfinished_count(dataset_counts(plan.dataset_id)):
-        bar = ProgressBar(plan.total_videos, progress)
-        worker = LocalWorker("cpu", workers, "ingest").start() if settings.embedded else None
-        try:
+        with local_worker_when_embedded("cpu", workers, "ingest") as worker, \
+                closing(ProgressBar(plan.total_videos, progress)) as bar:
             def check() -> None:
-                if worker is None:
-                    return
-                worker.check_alive()
-                enqueue_videos(plan.ingest_id, orphaned_videos(plan.dataset_id), params.as_dict())
+                if worker is not None:
+                    worker.check_alive()
+                    enqueue_videos(plan.ingest_id, orphaned_videos(plan.dataset_id), params.as_dict())
 
             wait_until_finished(plan.dataset_id, on_tick=bar, check=check)
-        except RuntimeError as exc:
-            raise WorkFailed(str(exc)) from None
-        finally:
-            bar.close()
-            if worker is not None:
-                worker.stop()
     training = None
     if then_train is not None:
         training = start_or_follow_training(plan, enqueued, follow=follow, progress=progress)
@@ -103,7 +96,6 @@ def start_or_follow_training(plan, enqueued: int, *, follow: bool, progress: boo
     """After the videos: the run the database barrier started (or starts now), followed when asked."""
     from orchestrator.barrier import ingest_run_id, previous_training, start_training_when_done
     from orchestrator.training import find_run, run_report
-    from shared.settings import get_settings
 
     run_id = ingest_run_id(plan.ingest_id)
     if run_id is None and not enqueued:

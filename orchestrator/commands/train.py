@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
-from orchestrator.errors import InputError, WorkFailed
+from orchestrator.errors import InputError
 
 
 class TrainingProgress:
@@ -62,23 +63,13 @@ def run_training(options: dict, *, wait: bool, progress: bool) -> dict:
 
 def follow_run(run_id: str, *, progress: bool) -> None:
     """Wait for a run to end; in embedded mode, run the local gpu-queue worker meanwhile."""
-    from orchestrator.embedded import LocalWorker
+    from orchestrator.embedded import local_worker_when_embedded
     from orchestrator.training import wait_for_run
-    from shared.settings import get_settings
 
-    bar = TrainingProgress(progress)
-    worker = None
-    if get_settings().embedded:
-        # One process, every core, recycled after the run (frees the model's memory).
-        worker = LocalWorker("gpu", 1, "train", max_tasks_per_child=1, threads=0).start()
-    try:
+    # One process with every core, recycled after the run (that frees the model's memory).
+    with local_worker_when_embedded("gpu", 1, "train", max_tasks_per_child=1, threads=0) as worker, \
+            closing(TrainingProgress(progress)) as bar:
         wait_for_run(run_id, on_tick=bar, check=worker.check_alive if worker else None)
-    except RuntimeError as exc:
-        raise WorkFailed(str(exc)) from None
-    finally:
-        bar.close()
-        if worker is not None:
-            worker.stop()
 
 
 def check_imagenet_weights(backbone: str) -> None:

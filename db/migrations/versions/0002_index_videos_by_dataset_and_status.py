@@ -5,7 +5,6 @@ Revises: 0001
 Create Date: 2026-11-26 14:04:18.033451
 """
 from alembic import op
-import sqlalchemy as sa
 
 
 revision = '0002'
