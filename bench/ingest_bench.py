@@ -113,6 +113,8 @@ class PeakMemory(threading.Thread):
     def __init__(self, root_pid: int):
         super().__init__(daemon=True)
         self.root_pid, self.peaks, self.stop = root_pid, {}, threading.Event()
+        self.cpu_s: dict[int, float] = {}  # utime + stime, last seen
+        self.names: dict[int, str] = {}
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -125,6 +127,12 @@ class PeakMemory(threading.Thread):
                     if line.startswith("VmRSS:"):
                         kib = int(line.split()[1])
                         self.peaks[pid] = max(self.peaks.get(pid, 0), kib)
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    self.cpu_s[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    self.names[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:60].decode()
+                except (OSError, IndexError, ValueError):
+                    pass
             time.sleep(0.2)
 
     def _tree(self) -> list[int]:
@@ -186,6 +194,9 @@ def pipeline(dataset: Path, data_dir: Path, workers: int, env_extra: dict, threa
         "window_s": round(window, 2), "videos_per_s": round(n / window, 3),
         "sum_task_s": round(busy, 2), "crops": result["status"]["crops"],
         "peak_rss_mib_per_process": sorted(round(k / 1024) for k in pool)[-workers - 1:],
+        # CPU seconds over the whole command (start-up included): who else competes with the pool.
+        "cpu_s_by_process": {f"{pid} {monitor.names.get(pid, '')[:40]}": round(cpu, 1)
+                             for pid, cpu in sorted(monitor.cpu_s.items())},
     }
 
 
@@ -201,6 +212,8 @@ def main() -> None:
                         help="TensorFlow/OpenCV threads per process for our task code and every worker "
                              "process (1: the cluster setting, one process per core; 0: library default)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["notebook", "task", "pipeline"])
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of task, 1 worker, 2 workers (interleaved); medians are reported")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -212,25 +225,36 @@ def main() -> None:
     if "notebook" not in args.skip:
         report["notebook"] = notebook_loop(videos, work / "notebook-crops")
         print("notebook", report["notebook"], flush=True)
-    if "task" not in args.skip:
-        report["task"] = subprocess_json([sys.executable, __file__, "--_task", str(work / "celeb-df"),
-                                          str(work / "task-data"), str(args.threads)])
-        print("task", report["task"], flush=True)
-    if "pipeline" not in args.skip:
-        extra = {}
-        if args.broker:
-            extra = {"CELERY_BROKER_URL": args.broker, "DATABASE_URL": args.database}
-        for n in (1, 2):
-            if args.broker:
-                reset_remote(args.broker, args.database)
-            report[f"pipeline_{n}"] = pipeline(work / "celeb-df", work / f"pipeline-{n}", n, extra,
-                                               args.threads if args.threads > 0 else None)
-            print(f"pipeline_{n}", report[f"pipeline_{n}"], flush=True)
+    extra = {"CELERY_BROKER_URL": args.broker, "DATABASE_URL": args.database} if args.broker else {}
+    rounds: dict[str, list[dict]] = {"task": [], "pipeline_1": [], "pipeline_2": []}
+    # Rounds interleave the parts, so that drifting load on a shared machine hits all of them alike.
+    for round_no in range(args.repeat):
+        if "task" not in args.skip:
+            rounds["task"].append(subprocess_json([sys.executable, __file__, "--_task", str(work / "celeb-df"),
+                                                   str(work / f"task-data-{round_no}"), str(args.threads)]))
+            print("task", rounds["task"][-1], flush=True)
+        if "pipeline" not in args.skip:
+            for n in (1, 2):
+                if args.broker:
+                    reset_remote(args.broker, args.database)
+                rounds[f"pipeline_{n}"].append(pipeline(work / "celeb-df", work / f"pipeline-{n}-{round_no}", n,
+                                                        extra, args.threads if args.threads > 0 else None))
+                print(f"pipeline_{n}", rounds[f"pipeline_{n}"][-1], flush=True)
+    for part, results in rounds.items():
+        if results:
+            report[part] = median_result(results)
+            report[f"{part}_rounds"] = results
     summarize(report)
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))
+
+
+def median_result(results: list[dict]) -> dict:
+    """The round with the median videos/s (a real round, not a mix of rounds)."""
+    ordered = sorted(results, key=lambda r: r["videos_per_s"])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def reset_remote(broker: str, database: str) -> None:

@@ -97,3 +97,45 @@ def test_flower_shows_queued_then_finished_tasks_with_their_videos(env, private_
     corrupt = ast.literal_eval(finished[CORRUPT]["result"])
     failure = waited["status"]["failures"][0]
     assert failure["video"] == CORRUPT and corrupt["error"] == failure["error"]
+
+
+def test_flower_shows_training_progress(env, private_redis, tmp_path):
+    """While `train.fit` runs, its state reads PROGRESS and its result field says the epoch and batch."""
+    import subprocess
+    import sys
+
+    from shared.sample_data import make_sample_dataset
+    from tests.support import REPO
+
+    root = tmp_path / "celeb-df"
+    make_sample_dataset(root, reals_per_folder=6, fakes=8, seconds=4.0)
+    with CeleryWorker(env, queues="cpu", concurrency=2, name="flower-cpu", log_dir=tmp_path):
+        run_cli_json(["ingest", str(root), "--wait"], env)
+
+    with Flower(env, private_redis.url, tmp_path) as flower, \
+            CeleryWorker(env, queues="gpu", concurrency=1, name="flower-gpu", log_dir=tmp_path):
+        train = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "train", "--epochs", "2", "--weights", "none",
+             "--batch-size", "8", "--backbone", "mobilenetv2", "--wait", "--json"],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+        def training_task():
+            tasks = [t for t in flower.tasks().values() if t["name"] == "train.fit"]
+            return tasks[0] if tasks else None
+
+        def in_progress():
+            task = training_task()
+            return task if task and task["state"] == "PROGRESS" and "batch" in (task.get("result") or "") else None
+
+        seen = wait_until(in_progress, 300, 0.2, "Flower to show the training's progress")
+        out, _ = train.communicate(timeout=600)
+        done = wait_until(lambda: (t := training_task()) and t["state"] == "SUCCESS" and t, 30, 0.3,
+                          "Flower to see the training succeed")
+    import json
+
+    report = json.loads(out)
+    assert train.returncode == 0 and report["status"] == "done"
+    assert seen["result"].startswith("epoch ") and "/2, batch " in seen["result"]
+    assert ast.literal_eval(seen["kwargs"])["run_id"] == report["run_id"]
+    assert "mobilenetv2" in ast.literal_eval(seen["kwargs"])["summary"]
+    assert ast.literal_eval(done["result"])["status"] == "done"
