@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from sqlalchemy import delete, insert, select, update
 
-from db.models import Crop, Dataset, Video, utcnow
+from db.models import Crop, Dataset, Ingest, Video, utcnow
 from db.session import session_scope
 from shared.labels import DONE, FAILED, FINISHED_STATUSES, NO_FACE, RUNNING
 from shared.settings import get_settings
@@ -181,18 +181,28 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
     settings = get_settings()
     started = time.perf_counter()
     with session_scope() as session:
-        video = session.get(Video, video_id)
-        if video is None:
-            return {"video_id": video_id, "status": "unknown"}
-        if video.status in FINISHED_STATUSES and not force:
+        # One UPDATE claims the video and says what we need of it: it runs first, so it also takes
+        # the row lock (PostgreSQL) or the write lock (SQLite) before anything is read.
+        claim = update(Video).where(Video.id == video_id)
+        if not force:
+            claim = claim.where(Video.status.not_in(FINISHED_STATUSES))
+        claimed = session.execute(
+            claim.values(status=RUNNING, attempts=Video.attempts + 1, started_at=utcnow(), worker=worker_name(),
+                         error=None)
+            .returning(Video.rel_path, Video.dataset_id, Video.ingest_id)
+        ).first()
+        if claimed is None:
+            video = session.get(Video, video_id)
+            if video is None:
+                return {"video_id": video_id, "status": "unknown"}
             return {"video": video.rel_path, "status": video.status, "skipped": True, "ingest_id": video.ingest_id}
-        root = session.scalar(select(Dataset.root).where(Dataset.id == video.dataset_id))
-        rel_path, dataset_id, ingest_id = video.rel_path, video.dataset_id, video.ingest_id
-        video.status = RUNNING
-        video.attempts += 1
-        video.started_at = utcnow()
-        video.worker = worker_name()
-        video.error = None
+        rel_path, dataset_id = claimed.rel_path, claimed.dataset_id
+        # With the dataset's root: the ingest whose --then-train barrier this video must check once
+        # finished (None when no barrier waits, so such videos cost no extra round trip later).
+        waiting = (Ingest.id == claimed.ingest_id) & Ingest.then_train & Ingest.train_run_id.is_(None)
+        root, ingest_id = session.execute(
+            select(Dataset.root, Ingest.id).outerjoin(Ingest, waiting).where(Dataset.id == dataset_id)
+        ).one()
 
     folder_rel = crop_dir_for(dataset_id, rel_path)
     folder = settings.data_dir / folder_rel

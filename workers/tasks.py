@@ -41,7 +41,7 @@ def process_video_task(self, video_id: int, video: str = "", params: dict | None
         start_training_when_done(ingest_of_video(video_id))  # a timed-out last video still ends the ingest
         raise
     log.info("%s: %s, %s crops", summary.get("video", video), summary["status"], summary.get("crops", 0))
-    run_id = start_training_when_done(summary.get("ingest_id"))
+    run_id = start_training_when_done(summary.get("ingest_id"))  # set only when a barrier waits
     if run_id:
         log.info("last video of ingest %s finished: training run %s dispatched", summary["ingest_id"], run_id)
         summary["started_training"] = run_id
