@@ -29,6 +29,19 @@ class WorkerDied(RuntimeError):
     pass
 
 
+def stop_process_group(process: subprocess.Popen | None, timeout_s: float) -> None:
+    """SIGTERM (a Celery worker's warm shutdown: children finish what they hold), then SIGKILL
+    to the whole process group of a process started with ``start_new_session=True``."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextmanager
 def local_worker_when_embedded(queues: str, concurrency: int, name: str, **options):
     """A local worker for the duration of the block in embedded mode; None with a broker
@@ -86,15 +99,7 @@ class LocalWorker:
             )
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        # Warm shutdown: the children finish what they hold, then exit.
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process_group(self.process, timeout_s)
 
     def __enter__(self) -> "LocalWorker":
         return self.start()

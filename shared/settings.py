@@ -9,7 +9,7 @@ values for a cluster live in ``docker-compose.yml``.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -60,13 +60,6 @@ class Settings:
     db_pool_size: int = 2
     db_max_overflow: int = 2
 
-    # Where the GPU worker finds ImageNet weights when it has no internet.
-    keras_home: str | None = field(default=None)
-
-    @property
-    def crops_dir(self) -> Path:
-        return self.data_dir / "crops"
-
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
@@ -80,14 +73,6 @@ class Settings:
         if self.broker_visibility_timeout_s > 0:
             return self.broker_visibility_timeout_s
         return max(self.cpu_task_hard_limit_s, self.gpu_task_hard_limit_s) + 600
-
-    def public_dict(self) -> dict:
-        """Settings with secrets masked, for run configs and `--json` output."""
-        values = asdict(self)
-        values["data_dir"] = str(self.data_dir)
-        values["database_url"] = mask_url(self.database_url)
-        values["broker_url"] = mask_url(self.broker_url)
-        return values
 
 
 def mask_url(url: str) -> str:
@@ -127,7 +112,6 @@ def load_settings() -> Settings:
         broker_visibility_timeout_s=_int("BROKER_VISIBILITY_TIMEOUT_S", 0),
         db_pool_size=_int("DB_POOL_SIZE", 2),
         db_max_overflow=_int("DB_MAX_OVERFLOW", 2),
-        keras_home=_env("KERAS_HOME"),
     )
 
 

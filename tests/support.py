@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from orchestrator.embedded import stop_process_group
+
 REPO = Path(__file__).resolve().parent.parent
 PIPELINE_ENV = ("DATA_DIR", "DATABASE_URL", "CELERY_BROKER_URL")
 
@@ -85,14 +87,7 @@ class CeleryWorker:
         return [int(p) for p in out.split()]
 
     def stop(self, timeout: float = 60) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process_group(self.process, timeout)
 
     def kill(self) -> None:
         """Kill the whole worker (parent and children) at once, as a crashed machine would."""
@@ -235,14 +230,7 @@ class Flower:
         return body
 
     def stop(self, timeout: float = 20) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process_group(self.process, timeout)
 
     def __enter__(self) -> "Flower":
         return self.start()

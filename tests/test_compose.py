@@ -38,7 +38,7 @@ DATASET_TARGET = "/dataset"
 NON_SETTINGS_ENV = {
     "CELERY_WORKER_CONCURRENCY": "celery CLI (auto envvar of `celery worker --concurrency`)",
     "FLOWER_BASIC_AUTH": "Flower (FLOWER_<option>)",
-    "KERAS_HOME": "Keras (and shared.settings.keras_home)",
+    "KERAS_HOME": "Keras (where it keeps downloaded weights)",
 }
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$$` is a literal `$`.
