@@ -80,16 +80,17 @@ def task_in_process(dataset: Path, data_dir: Path, threads: int) -> dict:
     os.environ["DATA_DIR"] = str(data_dir)
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("CELERY_BROKER_URL", None)
-    from db.session import init_db, reset_engine
-    from orchestrator.ingest import register_videos
-    from orchestrator.scan import scan_dataset
+    from db.migrate import upgrade_schema
+    from db.session import reset_engine
+    from workers.planning.ingest import register_videos
+    from workers.planning.scan import scan_dataset
     from shared.settings import reset_settings
     from workers.faces import get_detector
     from workers.ingest import IngestParams, process_video
 
     reset_settings()
     reset_engine()
-    init_db()
+    upgrade_schema()
     params = IngestParams.from_settings()
     plan = register_videos(scan_dataset(dataset), params.as_dict(), retry_failed=False, embedded=True)
     get_detector()  # built once per worker process; not part of a video's cost

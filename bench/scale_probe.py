@@ -118,17 +118,18 @@ def probe(args, report: dict, work: Path, r) -> None:
     from sqlalchemy import func, insert, select, text, update
 
     from db.models import Crop, Video
-    from db.session import get_engine, init_db, session_scope
-    from orchestrator.ingest import dataset_counts, enqueue_videos, register_videos
-    from orchestrator.report import export_rows, ingest_status
-    from orchestrator.scan import scan_dataset
-    from orchestrator.training import plan_run
+    from db.migrate import upgrade_schema
+    from db.session import get_engine, session_scope
+    from workers.planning.ingest import dataset_counts, enqueue_videos, register_videos
+    from workers.planning.status import export_rows, ingest_status
+    from workers.planning.scan import scan_dataset
+    from workers.planning.runs import plan_run
     from shared.labels import DONE
     from workers.ingest import IngestParams, crop_dir_for, crop_file_name
     from workers.training.run import load_split
 
     report["tree"] = timed(report, "make_tree_s", lambda: make_tree(work / "celeb-df", args.scale))
-    init_db()
+    upgrade_schema()
     params = IngestParams().as_dict()
     scan = timed(report, "scan_s", lambda: scan_dataset(work / "celeb-df"))
     report["videos"] = len(scan.videos)
@@ -137,7 +138,7 @@ def probe(args, report: dict, work: Path, r) -> None:
                                                                           embedded=False, then_train=True))
     report["register_peak_rss_growth_mib"] = rss_mib() - rss_before
 
-    from orchestrator.barrier import _any_unfinished
+    from workers.planning.barrier import _any_unfinished
 
     def barrier_check():  # what start_training_when_done asks after EVERY video with --then-train
         with session_scope() as session:

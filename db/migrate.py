@@ -25,6 +25,12 @@ def upgrade(revision: str = "head", database_url: str | None = None) -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+def upgrade_schema() -> None:
+    """Create the database's tables, or migrate them to the latest revision (Alembic). Every
+    command runs it first, so a new DATA_DIR or a database left by an older version just works."""
+    upgrade()
+
+
 def current(database_url: str | None = None) -> str | None:
     from alembic.runtime.migration import MigrationContext
 

@@ -111,7 +111,7 @@ class Ingest(Base):
     params: Mapped[dict] = mapped_column(JSON)
     then_train: Mapped[bool] = mapped_column(Boolean, default=False)
     train_options: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    # Set exactly once, by whoever finishes the last video (see workers/barrier.py).
+    # Set exactly once, by whoever finishes the last video (see workers/planning/barrier.py).
     train_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

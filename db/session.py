@@ -90,13 +90,6 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def init_db() -> None:
-    """Bring the schema up to date (Alembic migrations; see db/migrations)."""
-    from db.migrate import upgrade
-
-    upgrade()
-
-
 def call_with_db_retry(fn, *, give_up_after_s: float = 300.0, pause_s: float = 2.0, on_retry=None):
     """Call ``fn()``; while the database cannot be reached, wait and try again, for at most
     ``give_up_after_s`` seconds. For long waits that should survive a database restart."""

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 import shared.quiet  # noqa: F401  (sets the native libraries' log levels before they load)
-from orchestrator.errors import InputError, WorkFailed
+from orchestrator.commands import ALL_COMMANDS
+from shared.errors import PipelineError
 
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-def print_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    if message:
+        click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -31,10 +27,8 @@ class PipelineGroup(click.Group):
 
         try:
             return super().invoke(ctx)
-        except InputError as exc:
-            fail(str(exc), EXIT_BAD_INPUT)
-        except WorkFailed as exc:
-            fail(str(exc), EXIT_FAILED)
+        except PipelineError as exc:
+            fail(str(exc), exc.exit_code)
         except OperationalError as exc:
             from shared.settings import get_settings, mask_url
 
@@ -55,14 +49,8 @@ def main() -> None:
     """
 
 
-def _register_commands() -> None:
-    from orchestrator.commands import ALL_COMMANDS
-
-    for command in ALL_COMMANDS:
-        main.add_command(command)
-
-
-_register_commands()
+for _command in ALL_COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -9,24 +9,29 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-from pathlib import Path
-
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import select, update
 
 from db.models import Video
 from db.session import session_scope
-from orchestrator.errors import WorkFailed
+from shared.errors import WorkFailed
 from shared.labels import PENDING, RUNNING
+from shared.process import gone_from_this_host, parse_process_name
 from shared.settings import get_settings
 
 
 class WorkerDied(RuntimeError):
     pass
+
+
+def celery_worker_command(queues: str, concurrency: int, name: str, extra: list[str] | None = None) -> list[str]:
+    """``celery -A workers worker`` as an operator starts it (the embedded workers and the tests)."""
+    return [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
+            "-n", f"{name}@%h", "--loglevel", "INFO", *(extra or [])]
 
 
 def stop_process_group(process: subprocess.Popen | None, timeout_s: float) -> None:
@@ -70,14 +75,10 @@ class LocalWorker:
         self.log_path = settings.data_dir / "logs" / f"worker-{name}.log"
 
     def command(self) -> list[str]:
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "workers", "worker",
-            "-Q", self.queues, "-c", str(self.concurrency), "--pool", "prefork",
-            "-n", f"{self.name}-{os.getpid()}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
-        ]
+        extra = ["--pool", "prefork", "--without-mingle", "--without-gossip"]
         if self.max_tasks_per_child:
-            cmd += ["--max-tasks-per-child", str(self.max_tasks_per_child)]
-        return cmd
+            extra += ["--max-tasks-per-child", str(self.max_tasks_per_child)]
+        return celery_worker_command(self.queues, self.concurrency, f"{self.name}-{os.getpid()}", extra)
 
     def start(self) -> "LocalWorker":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,23 +120,12 @@ def purge_embedded_queue() -> int:
     return count
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def orphaned_videos(dataset_id: int) -> list[tuple[int, str]]:
     """Videos marked running by a process of this host that no longer exists.
 
     The filesystem broker has no redelivery: when a worker child dies mid-video its message is
     gone, so the embedded orchestrator finds such videos and enqueues them again.
     """
-    host = socket.gethostname()
     orphans = []
     with session_scope() as session:
         rows = session.execute(
@@ -144,8 +134,7 @@ def orphaned_videos(dataset_id: int) -> list[tuple[int, str]]:
             )
         ).all()
         for row in rows:
-            worker_host, _, pid = (row.worker or "").rpartition(":")
-            if worker_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            if gone_from_this_host(*parse_process_name(row.worker)):
                 orphans.append((row.id, row.rel_path))
         if orphans:
             session.execute(

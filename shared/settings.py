@@ -1,5 +1,7 @@
 """Every setting of the pipeline, read from the environment in one place.
 
+Each tunable is a field of ``Settings`` with its default written once; its environment
+variable is the field's name in capitals (``sample_every_s`` <- ``SAMPLE_EVERY_S``).
 Defaults work on a laptop with nothing configured (the *embedded* mode: a SQLite file and
 a filesystem broker under ``DATA_DIR``, Celery workers started by the orchestrator itself).
 Setting ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switches to the distributed mode; the
@@ -9,21 +11,11 @@ values for a cluster live in ``docker-compose.yml``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
-
-
-def _int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
-
-
-def _float(name: str, default: float) -> float:
-    return float(_env(name, str(default)))
+# Fields that are not read from a variable of their own name (see load_settings).
+_DERIVED = ("data_dir", "database_url", "broker_url", "embedded")
 
 
 @dataclass(frozen=True)
@@ -34,10 +26,10 @@ class Settings:
     embedded: bool  # True when no broker was configured: the orchestrator runs its own workers
 
     # Ingest defaults (overridable per run on the command line).
-    sample_every_s: float = 3.0
-    min_confidence: float = 0.95
-    crop_margin: float = 0.3
-    crop_size: int = 128
+    sample_every_s: float = field(default=3.0, metadata={"help": "Seconds between sampled frames."})
+    min_confidence: float = field(default=0.95, metadata={"help": "Keep faces at least this confident."})
+    crop_margin: float = field(default=0.3, metadata={"help": "Enlarge the face box by this fraction."})
+    crop_size: int = field(default=128, metadata={"help": "Crop side in pixels."})
     # MTCNN runs on a copy of the frame whose longer side is at most this many pixels;
     # boxes are scaled back. Full-resolution detection costs 2-5x more and finds the same faces.
     detect_max_side: int = 480
@@ -75,6 +67,31 @@ class Settings:
         return max(self.cpu_task_hard_limit_s, self.gpu_task_hard_limit_s) + 600
 
 
+def env_name(setting: str) -> str:
+    return setting.upper()
+
+
+def setting_default(setting: str):
+    """The default of a tunable setting, as written in ``Settings``."""
+    for f in fields(Settings):
+        if f.name == setting and f.default is not MISSING:
+            return f.default
+    raise KeyError(setting)
+
+
+def setting_help(setting: str) -> str:
+    """Help text for a command-line option that overrides a setting: what it means, its default
+    and the variable that changes the default."""
+    f = next(f for f in fields(Settings) if f.name == setting)
+    return f"{f.metadata.get('help', '')} [default: {f.default}; env {env_name(setting)}]".strip()
+
+
+def environment_variables() -> list[str]:
+    """Every variable load_settings reads."""
+    return ["DATA_DIR", "DATABASE_URL", "CELERY_BROKER_URL",
+            *(env_name(f.name) for f in fields(Settings) if f.name not in _DERIVED)]
+
+
 def mask_url(url: str) -> str:
     """Hide the password of ``scheme://user:password@host`` URLs."""
     if "://" not in url or "@" not in url:
@@ -86,32 +103,25 @@ def mask_url(url: str) -> str:
     return f"{scheme}://{creds}@{host}"
 
 
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
 def load_settings() -> Settings:
-    data_dir = Path(_env("DATA_DIR", "./data")).expanduser().resolve()
+    data_dir = Path(_env("DATA_DIR") or "./data").expanduser().resolve()
     broker = _env("CELERY_BROKER_URL")
-    embedded = broker is None
-    if embedded:
-        broker = "filesystem://"
-    database_url = _env("DATABASE_URL", f"sqlite:///{data_dir / 'pipeline.db'}")
+    tunables = {}
+    for f in fields(Settings):
+        raw = None if f.name in _DERIVED else _env(env_name(f.name))
+        if raw is not None:
+            tunables[f.name] = type(f.default)(raw)
     return Settings(
         data_dir=data_dir,
-        database_url=database_url,
-        broker_url=broker,
-        embedded=embedded,
-        sample_every_s=_float("SAMPLE_EVERY_S", 3.0),
-        min_confidence=_float("MIN_CONFIDENCE", 0.95),
-        crop_margin=_float("CROP_MARGIN", 0.3),
-        crop_size=_int("CROP_SIZE", 128),
-        detect_max_side=_int("DETECT_MAX_SIDE", 480),
-        detect_batch=_int("DETECT_BATCH", 8),
-        worker_threads=_int("WORKER_THREADS", 1),
-        cpu_task_soft_limit_s=_int("CPU_TASK_SOFT_LIMIT_S", 600),
-        cpu_task_hard_limit_s=_int("CPU_TASK_HARD_LIMIT_S", 720),
-        gpu_task_soft_limit_s=_int("GPU_TASK_SOFT_LIMIT_S", 6 * 3600),
-        gpu_task_hard_limit_s=_int("GPU_TASK_HARD_LIMIT_S", 6 * 3600 + 600),
-        broker_visibility_timeout_s=_int("BROKER_VISIBILITY_TIMEOUT_S", 0),
-        db_pool_size=_int("DB_POOL_SIZE", 2),
-        db_max_overflow=_int("DB_MAX_OVERFLOW", 2),
+        database_url=_env("DATABASE_URL") or f"sqlite:///{data_dir / 'pipeline.db'}",
+        broker_url=broker or "filesystem://",
+        embedded=broker is None,
+        **tunables,
     )
 
 

@@ -30,7 +30,8 @@ def sample_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def local_db(tmp_path, monkeypatch):
     """In-process settings for a fresh embedded-mode DATA_DIR with its schema created."""
-    from db.session import init_db, reset_engine
+    from db.migrate import upgrade_schema
+    from db.session import reset_engine
     from shared.settings import get_settings, reset_settings
 
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
@@ -38,7 +39,7 @@ def local_db(tmp_path, monkeypatch):
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     reset_settings()
     reset_engine()
-    init_db()
+    upgrade_schema()
     yield get_settings()
     reset_engine()
     reset_settings()

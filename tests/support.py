@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from orchestrator.embedded import stop_process_group
+from orchestrator.embedded import celery_worker_command, stop_process_group
 
 REPO = Path(__file__).resolve().parent.parent
 PIPELINE_ENV = ("DATA_DIR", "DATABASE_URL", "CELERY_BROKER_URL")
@@ -59,8 +59,7 @@ class CeleryWorker:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", self.queues,
-             "-c", str(self.concurrency), "-n", f"{self.name}@%h", "--loglevel", "INFO", *self.extra],
+            celery_worker_command(self.queues, self.concurrency, self.name, self.extra),
             env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()

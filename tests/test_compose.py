@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-# PyYAML is not (yet) in the `test` extra: without it these checks skip instead of erroring.
+# PyYAML is in the `test` extra; a bare install without it skips these checks instead of erroring.
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compose.yml (pip install pyyaml)")
 
 try:
@@ -269,11 +269,9 @@ def test_flower_has_auth_a_published_port_and_the_broker(compose):
 # -------------------------------------------------------------------------- settings and volumes
 
 def settings_env_names() -> set[str]:
-    import inspect
+    from shared.settings import environment_variables
 
-    from shared import settings
-
-    return set(re.findall(r'_(?:env|int|float)\("([A-Z0-9_]+)"', inspect.getsource(settings.load_settings)))
+    return set(environment_variables())
 
 
 def test_every_pipeline_env_var_is_a_setting(compose):

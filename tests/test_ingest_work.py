@@ -6,8 +6,8 @@ from sqlalchemy import func, select
 
 from db.models import Crop, Video
 from db.session import session_scope
-from orchestrator.ingest import register_videos
-from orchestrator.scan import scan_dataset
+from workers.planning.ingest import register_videos
+from workers.planning.scan import scan_dataset
 from workers.ingest import IngestParams, process_video
 
 PARAMS = IngestParams()

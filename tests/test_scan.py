@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import InputError
-from orchestrator.scan import parse_identity, parse_test_list, scan_dataset
+from shared.errors import InputError
+from workers.planning.scan import parse_identity, parse_test_list, scan_dataset
 from shared.labels import FAKE, REAL
 
 

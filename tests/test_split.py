@@ -1,7 +1,7 @@
 import pytest
 
-from orchestrator.errors import InputError
-from orchestrator.split import CropRef, split_crops, split_summary
+from shared.errors import InputError
+from workers.planning.split import CropRef, split_crops, split_summary
 
 
 def dataset(identities=10, youtube=8, crops_per_video=3):

@@ -15,33 +15,46 @@ from sqlalchemy import delete, insert, select, update
 from db.models import Crop, Dataset, Ingest, Video, utcnow
 from db.session import session_scope
 from shared.labels import DONE, FAILED, FINISHED_STATUSES, NO_FACE, RUNNING
-from shared.settings import get_settings
+from shared.process import gone_from_this_host, process_name
+from shared.settings import get_settings, setting_default
 from workers.faces import Box, crop_face, detect_faces
 from workers.video import SampledFrames, VideoError, VideoInfo, open_video
 
 
+# IngestParams field -> the setting that holds its default (shared/settings.py).
+_PARAM_SETTINGS = {
+    "every_s": "sample_every_s",
+    "min_confidence": "min_confidence",
+    "margin": "crop_margin",
+    "size": "crop_size",
+    "detect_max_side": "detect_max_side",
+    "detect_batch": "detect_batch",
+}
+
+
 @dataclass(frozen=True)
 class IngestParams:
-    every_s: float = 3.0
-    min_confidence: float = 0.95
-    margin: float = 0.3
-    size: int = 128
-    detect_max_side: int = 480
-    detect_batch: int = 8
+    """How a video becomes crops. Recorded with every ingest: a run and `predict` reuse it."""
+
+    every_s: float = setting_default("sample_every_s")
+    min_confidence: float = setting_default("min_confidence")
+    margin: float = setting_default("crop_margin")
+    size: int = setting_default("crop_size")
+    detect_max_side: int = setting_default("detect_max_side")
+    detect_batch: int = setting_default("detect_batch")
 
     @classmethod
     def from_settings(cls, **overrides) -> "IngestParams":
-        s = get_settings()
-        values = dict(
-            every_s=s.sample_every_s,
-            min_confidence=s.min_confidence,
-            margin=s.crop_margin,
-            size=s.crop_size,
-            detect_max_side=s.detect_max_side,
-            detect_batch=s.detect_batch,
-        )
+        """This process's settings, with the overrides that are not None on top."""
+        settings = get_settings()
+        values = {name: getattr(settings, setting) for name, setting in _PARAM_SETTINGS.items()}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @classmethod
+    def from_dict(cls, recorded: dict | None) -> "IngestParams":
+        """Parameters recorded by an ingest (JSON); what an older record lacks comes from settings."""
+        return cls.from_settings(**(recorded or {}))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -137,17 +150,8 @@ def _writer_is_gone(tmp_name: str) -> bool:
     process): nobody will ever rename it. A writer on another host cannot be checked."""
     host_pid = tmp_name[1:-len(TMP_SUFFIX)].split(".", 1)[-1]  # "<host>.<pid>"
     host, _, pid = host_pid.rpartition(".")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    writer = int(pid) if pid.isdigit() else None
+    return (writer == os.getpid() and host == socket.gethostname()) or gone_from_this_host(host, writer)
 
 
 def remove_orphans(folder: Path, keep: set[str], stale_tmp_s: float) -> int:
@@ -167,10 +171,6 @@ def remove_orphans(folder: Path, keep: set[str], stale_tmp_s: float) -> int:
     return removed
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def process_video(video_id: int, params: IngestParams, *, force: bool = False, detector=None) -> dict:
     """Turn one registered video into recorded crops. Safe to run twice on the same video:
     the second run replaces the first's rows in one transaction and leaves one set of files.
@@ -187,7 +187,7 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
         if not force:
             claim = claim.where(Video.status.not_in(FINISHED_STATUSES))
         claimed = session.execute(
-            claim.values(status=RUNNING, attempts=Video.attempts + 1, started_at=utcnow(), worker=worker_name(),
+            claim.values(status=RUNNING, attempts=Video.attempts + 1, started_at=utcnow(), worker=process_name(),
                          error=None)
             .returning(Video.rel_path, Video.dataset_id, Video.ingest_id)
         ).first()

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from workers.ingest import IngestParams, extract_face_crops
+from workers.video import VideoError
 
 
 def load_run_model(model_path: str | Path):
@@ -31,3 +32,18 @@ def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams,
     probability = float(np.mean(probabilities))
     result.update(fake_probability=round(probability, 6), label="fake" if probability >= threshold else "real")
     return result
+
+
+def judge_videos(videos: list[Path | str], run) -> list[dict]:
+    """Every video judged by a finished run's model, with the ingest parameters its crops were made
+    with (recorded in the run's config) and its verdict threshold."""
+    params = IngestParams.from_dict(run.config.get("ingest"))
+    model = load_run_model(run.artifacts["model"])
+    results = []
+    for path in videos:
+        try:
+            results.append(judge_video(path, model, backbone=run.config["backbone"], params=params,
+                                       threshold=run.config.get("threshold", 0.5)))
+        except VideoError as exc:
+            raise VideoError(f"{path}: {exc}") from None
+    return results

@@ -10,7 +10,6 @@ from shared.settings import get_settings
 from workers.celery_app import PROCESS_VIDEO_TASK, TRAIN_TASK, app
 
 log = get_task_logger(__name__)
-_settings = get_settings()
 
 # Errors worth another try: the database or the network blinked. A bad video is not one of
 # them: process_video records it as failed and returns normally.
@@ -25,19 +24,17 @@ TRANSIENT_ERRORS = (OperationalError, DBAPIError, ConnectionError, TimeoutError)
     retry_backoff_max=120,
     retry_jitter=True,
     max_retries=8,
-    soft_time_limit=_settings.cpu_task_soft_limit_s,
-    time_limit=_settings.cpu_task_hard_limit_s,
-)
+)  # time limits and queue: task_annotations and task_routes in workers/celery_app.py
 def process_video_task(self, video_id: int, video: str = "", params: dict | None = None,
                        force: bool = False) -> dict:
     """Sample, detect, crop and record one video. ``video`` is its path, for people reading Flower."""
-    from orchestrator.barrier import ingest_of_video, start_training_when_done
     from workers.ingest import IngestParams, process_video, record_timeout
+    from workers.planning.barrier import ingest_of_video, start_training_when_done
 
     try:
-        summary = process_video(video_id, IngestParams(**(params or {})), force=force)
+        summary = process_video(video_id, IngestParams.from_dict(params), force=force)
     except SoftTimeLimitExceeded:
-        record_timeout(video_id, _settings.cpu_task_soft_limit_s)
+        record_timeout(video_id, get_settings().cpu_task_soft_limit_s)
         start_training_when_done(ingest_of_video(video_id))  # a timed-out last video still ends the ingest
         raise
     log.info("%s: %s, %s crops", summary.get("video", video), summary["status"], summary.get("crops", 0))
@@ -48,12 +45,7 @@ def process_video_task(self, video_id: int, video: str = "", params: dict | None
     return summary
 
 
-@app.task(
-    name=TRAIN_TASK,
-    bind=True,
-    soft_time_limit=_settings.gpu_task_soft_limit_s,
-    time_limit=_settings.gpu_task_hard_limit_s,
-)
+@app.task(name=TRAIN_TASK, bind=True)
 def train_task(self, run_id: str, summary: str = "") -> dict:
     """Train, evaluate and record one run. ``summary`` says what it trains, for Flower."""
     from workers.training.run import describe_progress, execute_run

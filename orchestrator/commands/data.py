@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from orchestrator.errors import InputError
+from orchestrator.output import json_option, print_json
+from shared.errors import InputError
 
 
 @click.command("sample-data")
@@ -15,7 +16,7 @@ from orchestrator.errors import InputError
 @click.option("--fakes", type=int, default=4, show_default=True, help="Fake videos.")
 @click.option("--seconds", type=float, default=7.0, show_default=True, help="Length of each video.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@json_option
 def sample_data_command(dest, reals_per_folder, fakes, seconds, seed, as_json):
     """Write a small Celeb-DF-shaped dataset made from face images that ship inside packages."""
     from shared.sample_data import make_sample_dataset
@@ -26,8 +27,6 @@ def sample_data_command(dest, reals_per_folder, fakes, seconds, seed, as_json):
         raise InputError("--reals and --fakes must be at least 1 and --seconds positive")
     summary = make_sample_dataset(dest, reals_per_folder=reals_per_folder, fakes=fakes, seconds=seconds, seed=seed)
     if as_json:
-        from orchestrator.cli import print_json
-
         print_json(summary)
         return
     counts = ", ".join(f"{folder} {len(paths)}" for folder, paths in summary["videos"].items())
@@ -42,9 +41,8 @@ def db_group():
 @db_group.command("upgrade")
 def db_upgrade_command():
     """Bring the database schema up to date (Alembic migrations)."""
-    from db.migrate import current
-    from db.session import init_db
+    from db.migrate import current, upgrade_schema
     from shared.settings import get_settings, mask_url
 
-    init_db()
+    upgrade_schema()
     click.echo(f"{mask_url(get_settings().database_url)}: schema at revision {current()}")

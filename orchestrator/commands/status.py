@@ -8,37 +8,32 @@ import sys
 
 import click
 
+from orchestrator.output import format_status, json_option, print_json
+
 
 @click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@json_option
 def status_command(as_json):
     """Where ingest stands: videos by outcome and label, crops, failures."""
-    from db.session import init_db
-    from orchestrator.report import ingest_status
+    from db.migrate import upgrade_schema
+    from workers.planning.status import ingest_status
 
-    init_db()
+    upgrade_schema()
     status = ingest_status()
     if as_json:
-        from orchestrator.cli import print_json
-
         print_json(status)
-        return
-    videos = status["videos"]
-    click.echo(f"videos: {videos['total']} ({videos['by_label']['real']} real, {videos['by_label']['fake']} fake)")
-    click.echo("  " + ", ".join(f"{k} {v}" for k, v in videos["by_status"].items()))
-    click.echo(f"crops: {status['crops']}")
-    for failure in status["failures"]:
-        click.echo(f"failed: {failure['video']}: {failure['error']}")
+    else:
+        click.echo(format_status(status))
 
 
 @click.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 def export_command(fmt):
     """Every crop as a row on stdout: video, label, box, confidence, crop path."""
-    from db.session import init_db
-    from orchestrator.report import EXPORT_COLUMNS, export_rows
+    from db.migrate import upgrade_schema
+    from workers.planning.status import EXPORT_COLUMNS, export_rows
 
-    init_db()
+    upgrade_schema()
     out = sys.stdout
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")

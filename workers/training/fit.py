@@ -14,6 +14,7 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from shared.preprocessing import BACKBONES, DEFAULT_BACKBONE, check_backbone
+from shared.train_config import TrainConfig
 from workers.training.data import count_batches, make_array_dataset, make_dataset
 from workers.training.models import MODEL_NAME_PREFIX, build_model
 
@@ -21,39 +22,13 @@ MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 EARLY_STOPPING_PATIENCE = 3
 
-DEFAULT_TRAIN_CONFIG = {
-    "backbone": DEFAULT_BACKBONE,
-    "weights": "imagenet",
-    "epochs": 10,
-    "batch_size": 32,
-    "learning_rate": 1e-4,
-    "seed": 42,
-    "class_weight": "balanced",
-    "image_size": 128,
-    "dropout": 0.3,
-    "mixed_precision": False,
-    # Decoded crops kept between epochs: "memory" (49 KB a crop), "none" (decode every epoch),
-    # or a local directory for tf.data's file cache (a 100x Celeb-DF needs ~120 GB: see docs/scaling.md).
-    "cache": "memory",
-}
-
 ProgressCallback = Callable[[dict], None]
 
 
 def resolve_train_config(config: dict | None) -> dict:
-    """``config`` over the defaults, checked. Unknown keys are kept as given."""
-    resolved = {**DEFAULT_TRAIN_CONFIG, **(config or {})}
-    resolved["backbone"] = check_backbone(resolved["backbone"])
-    if resolved["class_weight"] not in ("balanced", "none"):
-        raise ValueError(f"class_weight must be 'balanced' or 'none', got {resolved['class_weight']!r}")
-    for key in ("epochs", "batch_size", "image_size"):
-        if int(resolved[key]) < 1:
-            raise ValueError(f"{key} must be at least 1, got {resolved[key]!r}")
-        resolved[key] = int(resolved[key])
-    resolved["weights"] = str(resolved["weights"]) if resolved["weights"] is not None else "none"
-    resolved["mixed_precision"] = bool(resolved["mixed_precision"])
-    resolved["cache"] = str(resolved["cache"] or "none")
-    return resolved
+    """``config`` over the defaults (shared/train_config.py), checked: InputError, a ValueError,
+    names what is wrong. Keys that are not training options (ingest, data_dir) are kept as given."""
+    return {**(config or {}), **TrainConfig.from_options(config).as_dict()}
 
 
 def dataset_cache(setting: str, out_dir: Path, name: str) -> bool | str:

@@ -12,10 +12,10 @@ from sqlalchemy import select, update
 
 from db.models import Crop, Run, SplitMember, Video, utcnow
 from db.session import session_scope
+from shared.labels import RUN_DONE, RUN_FAILED, RUN_RUNNING
+from shared.process import process_name
 from shared.settings import get_settings
-from workers.ingest import worker_name
 
-RUN_DONE, RUN_FAILED, RUN_RUNNING = "done", "failed", "running"
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "test_predictions.csv"
 
 
@@ -90,7 +90,7 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
             raise LookupError(f"no run {run_id}")
         if run.status == RUN_DONE:
             return {"run_id": run_id, "status": RUN_DONE, "skipped": True}
-        run.status, run.started_at, run.worker = RUN_RUNNING, utcnow(), worker_name()
+        run.status, run.started_at, run.worker = RUN_RUNNING, utcnow(), process_name()
         run.error, run.progress = None, None
         config, split_info = dict(run.config), dict(run.split or {})
 

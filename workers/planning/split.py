@@ -15,12 +15,13 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 
-from orchestrator.errors import InputError
+from shared.errors import InputError
 from shared.labels import FAKE, LABEL_NAMES, REAL
+from shared.train_config import SPLIT_STRATEGIES
 
 TRAIN, VAL, TEST = "train", "val", "test"
 PARTS = (TRAIN, VAL, TEST)
-STRATEGIES = ("video", "official", "frame")
+STRATEGIES = SPLIT_STRATEGIES
 
 
 @dataclass(frozen=True)

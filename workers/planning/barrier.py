@@ -12,9 +12,9 @@ from sqlalchemy import select, update
 
 from db.models import Ingest, Run, Video
 from db.session import session_scope
-from orchestrator.errors import InputError
-from orchestrator.training import dispatch_run, new_run_id, plan_run
-from shared.labels import PENDING, RUNNING
+from shared.errors import InputError
+from shared.labels import PENDING, RUN_FAILED, RUNNING
+from workers.planning.runs import dispatch_run, new_run_id, plan_run
 
 
 def _any_unfinished(session, dataset_id: int) -> bool:
@@ -47,7 +47,7 @@ def start_training_when_done(ingest_id: int | None) -> str | None:
     except InputError as exc:
         # Recorded as a failed run, so `orchestrator report` says why no model came out.
         with session_scope() as session:
-            session.add(Run(id=run_id, status="failed", config=options, error=str(exc)))
+            session.add(Run(id=run_id, status=RUN_FAILED, config=options, error=str(exc)))
         return run_id
     except BaseException:
         # Anything else (the database blinked): give the claim back, so that the retried task,

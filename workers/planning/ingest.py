@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable
@@ -10,11 +9,12 @@ from typing import Callable
 from sqlalchemy import func, insert, or_, select, update
 
 from db.models import Dataset, Ingest, Video, utcnow
-from db.session import call_with_db_retry, session_scope
-from orchestrator.scan import ScanResult
+from db.session import session_scope
 from shared.labels import FAILED, FINISHED_STATUSES, PENDING, RUNNING
 from shared.settings import get_settings
-from workers.celery_app import CPU_QUEUE, PROCESS_VIDEO_TASK, app
+from workers.celery_app import PROCESS_VIDEO_TASK, app
+from workers.planning.scan import ScanResult
+from workers.planning.waiting import poll_until
 
 
 # Rows or ids per statement: PostgreSQL takes at most 65,535 bound parameters in one.
@@ -111,7 +111,7 @@ def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embed
 
 
 def enqueue_videos(ingest_id: int, videos: list[tuple[int, str]], params: dict, *, force: bool = False) -> int:
-    """One Celery task per (video id, path) on the cpu queue."""
+    """One Celery task per (video id, path); the app routes them to the cpu queue."""
     if not videos:
         return 0
     ids = [video_id for video_id, _ in videos]
@@ -125,7 +125,6 @@ def enqueue_videos(ingest_id: int, videos: list[tuple[int, str]], params: dict, 
             app.send_task(
                 PROCESS_VIDEO_TASK,
                 kwargs={"video_id": video_id, "video": rel_path, "params": params, "force": force},
-                queue=CPU_QUEUE,
                 connection=connection,
             )
     return len(ids)
@@ -144,26 +143,9 @@ def unfinished_count(counts: dict[str, int]) -> int:
 
 
 def wait_until_finished(dataset_id: int, *, on_tick: Callable[[dict[str, int]], None] | None = None,
-                        poll_s: float = 1.0, check: Callable[[], None] | None = None,
+                        check: Callable[[], None] | None = None,
+                        on_db_retry: Callable[[Exception], None] | None = None, poll_s: float = 1.0,
                         timeout_s: float | None = None) -> dict[str, int]:
     """Block until no video of the dataset is pending or running; the barrier is in the database."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
-        counts = call_with_db_retry(lambda: dataset_counts(dataset_id), on_retry=warn_database_unreachable)
-        if on_tick:
-            on_tick(counts)
-        if unfinished_count(counts) == 0:
-            return counts
-        if check:
-            check()
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"{unfinished_count(counts)} videos still unfinished")
-        time.sleep(poll_s)
-
-
-def warn_database_unreachable(exc: Exception) -> None:
-    """Printed while a wait rides out a database restart; the workers retry on their own."""
-    import sys
-
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    print(f"warning: database unreachable ({reason}); retrying", file=sys.stderr)
+    return poll_until(lambda: dataset_counts(dataset_id), lambda counts: unfinished_count(counts) == 0,
+                      on_tick=on_tick, check=check, on_db_retry=on_db_retry, poll_s=poll_s, timeout_s=timeout_s)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from orchestrator.errors import InputError
+from shared.errors import InputError
 from shared.labels import FOLDER_LABELS, TEST_LIST_LABELS, TEST_LIST_NAME, VIDEO_SUFFIX
 
 

@@ -1,41 +1,22 @@
-"""Planning a training run: the split from the database, the run's record, one task on `gpu`."""
+"""Training runs: the split from the database, the run's record, one task on `gpu`, its report."""
 
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import insert, select
 
 from db.models import Crop, Ingest, Run, SplitMember, Video
-from db.session import call_with_db_retry, session_scope
-from orchestrator.errors import InputError
-from orchestrator.split import CropRef, split_crops, split_summary
-from shared.labels import DONE
+from db.session import session_scope
+from shared.errors import InputError
+from shared.labels import DONE, RUN_DONE, RUN_FINISHED, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
-from workers.celery_app import GPU_QUEUE, TRAIN_TASK, app
-
-RUN_FINISHED = ("done", "failed")
-TRAIN_DEFAULTS = {
-    "backbone": "resnet50",
-    "weights": "imagenet",
-    "epochs": 10,
-    "batch_size": 32,
-    "learning_rate": 1e-4,
-    "split": "video",
-    "test_size": 0.2,
-    "val_size": 0.1,
-    "seed": 42,
-    "class_weight": "balanced",
-    "image_size": 128,
-    "dropout": 0.3,
-    "mixed_precision": False,
-    "threshold": 0.5,
-    "cache": "memory",
-}
+from shared.train_config import TrainConfig
+from workers.celery_app import TRAIN_TASK, app
+from workers.planning.split import CropRef, split_crops, split_summary
+from workers.planning.waiting import poll_until
 
 
 def new_run_id() -> str:
@@ -44,25 +25,7 @@ def new_run_id() -> str:
 
 def check_options(options: dict) -> dict:
     """Resolved options, or an InputError naming what is wrong."""
-    from shared.preprocessing import BACKBONES
-
-    resolved = {**TRAIN_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    if resolved["backbone"] not in BACKBONES:
-        raise InputError(f"unknown --backbone {resolved['backbone']!r}; choose one of {', '.join(BACKBONES)}")
-    for key in ("epochs", "batch_size"):
-        if int(resolved[key]) < 1:
-            raise InputError(f"--{key.replace('_', '-')} must be at least 1, got {resolved[key]}")
-    if not resolved["learning_rate"] > 0:
-        raise InputError(f"--lr must be positive, got {resolved['learning_rate']}")
-    if resolved["class_weight"] not in ("balanced", "none"):
-        raise InputError("--class-weight must be balanced or none")
-    weights = str(resolved["weights"])
-    if weights.lower() not in ("imagenet", "none"):
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise InputError(f"--weights {weights}: no such file (use imagenet, none, or a local notop .h5)")
-        resolved["weights"] = str(path.resolve())
-    return resolved
+    return TrainConfig.from_options(options, check_files=True).as_dict()
 
 
 def _crop_refs() -> list[CropRef]:
@@ -89,12 +52,11 @@ def plan_run(options: dict, run_id: str | None = None) -> tuple[str, dict]:
     assignment = split_crops(crops, config["split"], test_size=config["test_size"],
                              val_size=config["val_size"], seed=config["seed"])
     summary = split_summary(crops, assignment, config["split"])
-    settings = get_settings()
     config["ingest"] = _ingest_params()
-    config["data_dir"] = str(settings.data_dir)
+    config["data_dir"] = str(get_settings().data_dir)
     run_id = run_id or new_run_id()
     with session_scope() as session:
-        session.add(Run(id=run_id, status="queued", config=config, split=summary))
+        session.add(Run(id=run_id, status=RUN_QUEUED, config=config, split=summary))
         session.flush()
         session.execute(insert(SplitMember), [
             {"run_id": run_id, "crop_id": crop_id, "part": part} for crop_id, part in assignment.items()
@@ -102,32 +64,10 @@ def plan_run(options: dict, run_id: str | None = None) -> tuple[str, dict]:
     return run_id, summary
 
 
-def parse_train_options(pairs: list[str]) -> dict:
-    """["epochs=1", "weights=none"] -> {"epochs": 1, "weights": "none"}, typed like the defaults."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if key == "lr":
-            key = "learning_rate"
-        if not sep or key not in TRAIN_DEFAULTS:
-            raise InputError(f"--train-option {pair!r}: expected KEY=VALUE with KEY one of {', '.join(TRAIN_DEFAULTS)}")
-        default = TRAIN_DEFAULTS[key]
-        try:
-            if isinstance(default, bool):
-                options[key] = value.strip().lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, (int, float)):
-                options[key] = type(default)(value)
-            else:
-                options[key] = value.strip()
-        except ValueError:
-            raise InputError(f"--train-option {pair!r}: {value!r} is not a {type(default).__name__}") from None
-    return options
-
-
 def dispatch_run(run_id: str, config: dict) -> str:
+    """One training task; its queue comes from the app's routes (workers/celery_app.py)."""
     summary = f"{config['backbone']} {config['split']} split, {config['epochs']} epochs"
-    result = app.send_task(TRAIN_TASK, kwargs={"run_id": run_id, "summary": summary}, queue=GPU_QUEUE)
+    result = app.send_task(TRAIN_TASK, kwargs={"run_id": run_id, "summary": summary})
     with session_scope() as session:
         session.get(Run, run_id).task_id = result.id
     return result.id
@@ -140,31 +80,33 @@ def run_state(run_id: str) -> tuple[str, dict | None, str | None]:
 
 
 def wait_for_run(run_id: str, *, on_tick: Callable[[dict | None], None] | None = None,
-                 check: Callable[[], None] | None = None, poll_s: float = 1.0) -> str:
-    from orchestrator.ingest import warn_database_unreachable
-
-    while True:
-        status, progress, _ = call_with_db_retry(lambda: run_state(run_id), on_retry=warn_database_unreachable)
-        if on_tick:
-            on_tick(progress)
-        if status in RUN_FINISHED:
-            return status
-        if check:
-            check()
-        time.sleep(poll_s)
+                 check: Callable[[], None] | None = None,
+                 on_db_retry: Callable[[Exception], None] | None = None, poll_s: float = 1.0) -> str:
+    """Block until the run is done or failed; ``on_tick`` sees its progress."""
+    status, _, _ = poll_until(
+        lambda: run_state(run_id), lambda state: state[0] in RUN_FINISHED,
+        on_tick=(lambda state: on_tick(state[1])) if on_tick else None,
+        check=check, on_db_retry=on_db_retry, poll_s=poll_s,
+    )
+    return status
 
 
-def find_run(run_id: str | None) -> Run:
-    """The run named, or the latest one; InputError when there is none."""
+def find_run(run_id: str | None = None, *, finished: bool = False) -> Run:
+    """The run named, or the latest one (the latest done one with ``finished``); InputError
+    when there is none."""
     with session_scope() as session:
         if run_id:
             run = session.get(Run, run_id)
             if run is None:
                 raise InputError(f"no run {run_id!r}: `orchestrator runs` lists them")
         else:
-            run = session.scalar(select(Run).order_by(Run.created_at.desc(), Run.id.desc()).limit(1))
+            query = select(Run).order_by(Run.created_at.desc(), Run.id.desc()).limit(1)
+            if finished:
+                query = query.where(Run.status == RUN_DONE)
+            run = session.scalar(query)
             if run is None:
-                raise InputError("no training run yet: `orchestrator train` starts one")
+                raise InputError("no finished training run: `orchestrator train` makes one" if finished
+                                 else "no training run yet: `orchestrator train` starts one")
         session.expunge(run)
         return run
 
@@ -180,7 +122,7 @@ def run_report(run: Run) -> dict:
     artifacts = run.artifacts or {}
     return {
         "run_id": run.id,
-        "status": "running" if run.status in ("queued", "running") else run.status,
+        "status": RUN_RUNNING if run.status in (RUN_QUEUED, RUN_RUNNING) else run.status,
         "config": run.config,
         "split": run.split,
         "metrics": {**{k: metrics.get(k) for k in REPORT_METRICS}, **metrics},

@@ -1,0 +1,191 @@
+"""What the commands run: ingest, training and prediction, followed to their end, with embedded
+local workers when no cluster is configured. Commands parse and print; the work is here and below."""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import closing
+from pathlib import Path
+
+from orchestrator.embedded import local_worker_when_embedded, orphaned_videos, purge_embedded_queue
+from orchestrator.output import IngestProgress, TrainingProgress, warn_database_unreachable
+from shared.errors import InputError
+from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
+from shared.settings import get_settings
+
+
+def check_ingest_params(params, workers: int) -> None:
+    if not (math.isfinite(params.every_s) and params.every_s > 0):
+        raise InputError(f"--every must be positive, got {params.every_s}")
+    if not 0.0 <= params.min_confidence <= 1.0:
+        raise InputError(f"--min-confidence must be between 0 and 1, got {params.min_confidence}")
+    if not params.margin >= 0:
+        raise InputError(f"--margin must be 0 or more, got {params.margin}")
+    if params.size < 16:
+        raise InputError(f"--size must be at least 16 pixels, got {params.size}")
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+
+
+def check_train_options(options: dict) -> dict:
+    """Resolved training options; in embedded mode, ImageNet weights are checked now (offline:
+    a one-line error) rather than after a worker has started."""
+    from workers.planning.runs import check_options
+
+    resolved = check_options(options)
+    if get_settings().embedded and resolved["weights"].lower() == "imagenet":
+        check_imagenet_weights(resolved["backbone"])
+    return resolved
+
+
+def check_imagenet_weights(backbone: str) -> None:
+    from shared.quiet import load_tensorflow
+
+    load_tensorflow()
+    from workers.training.models import WeightsUnavailableError, build_model
+
+    try:
+        build_model(backbone, weights="imagenet")
+    except WeightsUnavailableError as exc:
+        raise InputError(str(exc)) from None
+
+
+def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_confidence: float | None = None,
+               margin: float | None = None, size: int | None = None, retry_failed: bool = False,
+               wait: bool = False, progress: bool = True, then_train: dict | None = None) -> dict:
+    """Scan, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
+    from db.migrate import upgrade_schema
+    from workers.ingest import IngestParams
+    from workers.planning.ingest import dataset_counts, enqueue_videos, register_videos, unfinished_count
+    from workers.planning.ingest import wait_until_finished
+    from workers.planning.scan import scan_dataset
+    from workers.planning.status import ingest_status
+
+    settings = get_settings()
+    params = IngestParams.from_settings(every_s=every, min_confidence=min_confidence, margin=margin, size=size)
+    check_ingest_params(params, workers)
+    scan = scan_dataset(dataset)
+    upgrade_schema()
+    if settings.embedded:
+        purge_embedded_queue()
+    plan = register_videos(scan, params.as_dict(), retry_failed=retry_failed, embedded=settings.embedded,
+                           then_train=then_train is not None, train_options=then_train)
+    enqueued = enqueue_videos(plan.ingest_id, plan.to_enqueue, params.as_dict())
+
+    follow = settings.embedded or wait
+    if follow and unfinished_count(dataset_counts(plan.dataset_id)):
+        with local_worker_when_embedded("cpu", workers, "ingest") as worker, \
+                closing(IngestProgress(plan.total_videos, progress)) as bar:
+            def check() -> None:
+                if worker is not None:
+                    worker.check_alive()
+                    enqueue_videos(plan.ingest_id, orphaned_videos(plan.dataset_id), params.as_dict())
+
+            wait_until_finished(plan.dataset_id, on_tick=bar, check=check, on_db_retry=warn_database_unreachable)
+    training = None
+    if then_train is not None:
+        training = start_or_follow_training(plan, enqueued, follow=follow, progress=progress)
+    return {
+        "training": training,
+        "dataset": str(scan.root),
+        "ingest_id": plan.ingest_id,
+        "mode": "embedded" if settings.embedded else "distributed",
+        "new_videos": plan.new_videos,
+        "enqueued": enqueued,
+        "retried_failed": plan.retried_failed,
+        "warnings": scan.warnings,
+        "followed": follow,
+        "status": ingest_status(plan.dataset_id),
+    }
+
+
+def start_or_follow_training(plan, enqueued: int, *, follow: bool, progress: bool) -> dict:
+    """After the videos: the run the database barrier started (or starts now), followed when asked."""
+    from workers.planning.barrier import ingest_run_id, previous_training, start_training_when_done
+    from workers.planning.runs import find_run, run_report
+
+    run_id = ingest_run_id(plan.ingest_id)
+    if run_id is None and not enqueued:
+        earlier = previous_training(plan.dataset_id)
+        if earlier:
+            return {"run_id": earlier, "started": False,
+                    "note": f"nothing changed since run {earlier}: no new training run"}
+        run_id = start_training_when_done(plan.ingest_id)
+    if run_id is None and follow:
+        # Every video is finished, but the task of the last one may not have reached the barrier
+        # yet: claim the run here (the claim is atomic), or take the one that task just claimed.
+        run_id = start_training_when_done(plan.ingest_id) or ingest_run_id(plan.ingest_id)
+    if run_id is None:  # videos still queued (distributed, no --wait): the last one will start it
+        return {"run_id": None, "started": False, "note": "training starts when the last video is finished"}
+    run = recorded_run(run_id)
+    if follow and run.status in (RUN_QUEUED, RUN_RUNNING):
+        follow_run(run_id, progress=progress)
+        run = find_run(run_id)
+    return {"run_id": run_id, "started": True, "report": run_report(run)}
+
+
+def recorded_run(run_id: str, timeout_s: float = 60.0):
+    """The run, once recorded: the task that claimed it writes its row a moment after the claim."""
+    from workers.planning.runs import find_run
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return find_run(run_id)
+        except InputError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def run_training(options: dict, *, wait: bool, progress: bool) -> dict:
+    """Plan the run, dispatch it to the gpu queue, and (embedded mode, or --wait) follow it."""
+    from db.migrate import upgrade_schema
+    from workers.planning.runs import dispatch_run, find_run, plan_run, run_report
+
+    upgrade_schema()
+    check_train_options(options)
+    run_id, _ = plan_run(options)
+    dispatch_run(run_id, find_run(run_id).config)
+    if get_settings().embedded or wait:
+        follow_run(run_id, progress=progress)
+    return run_report(find_run(run_id))
+
+
+def follow_run(run_id: str, *, progress: bool) -> None:
+    """Wait for a run to end; in embedded mode, run the local gpu-queue worker meanwhile."""
+    from workers.planning.runs import wait_for_run
+
+    # One process with every core, recycled after the run (that frees the model's memory).
+    with local_worker_when_embedded("gpu", 1, "train", max_tasks_per_child=1, threads=0) as worker, \
+            closing(TrainingProgress(progress)) as bar:
+        wait_for_run(run_id, on_tick=bar, check=worker.check_alive if worker else None,
+                     on_db_retry=warn_database_unreachable)
+
+
+def predict_videos(videos: list[Path], run_id: str | None = None):
+    """(run, [{"video", "fake_probability", "label", "faces"}, ...]); bad input raises InputError."""
+    from db.migrate import upgrade_schema
+    from workers.planning.runs import find_run
+    from workers.video import VideoError, open_video
+
+    for path in videos:  # every input is checked before anything heavy is loaded
+        try:
+            capture, _ = open_video(path)
+            capture.release()
+        except VideoError as exc:
+            raise InputError(f"{path}: {exc}") from None
+    upgrade_schema()
+    run = find_run(run_id, finished=not run_id)
+    if run.status != RUN_DONE:
+        raise InputError(f"run {run.id} is {run.status}: only a finished run can predict")
+    from shared.quiet import load_tensorflow
+
+    load_tensorflow()
+    from workers.predict import judge_videos
+
+    try:
+        return run, judge_videos(videos, run)
+    except VideoError as exc:
+        raise InputError(str(exc)) from None

@@ -1,0 +1,23 @@
+"""Command-line options derived from the declarations they expose (shared/train_config.py)."""
+
+from __future__ import annotations
+
+import click
+
+from shared.train_config import option_fields
+
+_CLICK_TYPES = {"int": int, "float": float, "str": str}
+
+
+def train_config_options(command):
+    """Decorate a command with one option per field of TrainConfig marked for the command line."""
+    for f in reversed(option_fields()):
+        meta = f.metadata
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            option = click.option(flag, f.name, is_flag=True, default=f.default, help=meta["help"])
+        else:
+            kind = click.Choice(meta["choices"], case_sensitive=False) if meta["choices"] else _CLICK_TYPES[f.type]
+            option = click.option(flag, f.name, type=kind, default=f.default, show_default=True, help=meta["help"])
+        command = option(command)
+    return command

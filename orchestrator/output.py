@@ -1,0 +1,163 @@
+"""What commands print: JSON for machines, text and progress bars for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from tqdm import tqdm
+
+from shared.labels import FINISHED_STATUSES, RUN_DONE
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def print_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def warn_database_unreachable(exc: Exception) -> None:
+    """Printed while a wait rides out a database restart; the workers retry on their own."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    print(f"warning: database unreachable ({reason}); retrying", file=sys.stderr)
+
+
+class IngestProgress:
+    """Finished videos out of the dataset's total, with the counts per outcome."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = tqdm(total=total, unit="video", desc="ingest", disable=not enabled, dynamic_ncols=True)
+
+    def __call__(self, counts: dict[str, int]) -> None:
+        finished = sum(n for status, n in counts.items() if status in FINISHED_STATUSES)
+        self.bar.update(finished - self.bar.n)
+        self.bar.set_postfix({k: counts.get(k, 0) for k in ("running", *FINISHED_STATUSES)}, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class TrainingProgress:
+    """A bar over the batches of the current epoch, re-labelled at each epoch."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.epoch = enabled, None, None
+
+    def __call__(self, event: dict | None) -> None:
+        if not self.enabled or not event:
+            return
+        if event.get("phase") == "evaluate":
+            self.close()
+            return
+        epoch, batches = event.get("epoch"), event.get("batches")
+        if epoch is None or not batches:
+            return
+        if epoch != self.epoch:
+            self.close()
+            self.epoch = epoch
+            self.bar = tqdm(total=batches, unit="batch", desc=f"epoch {epoch}/{event.get('epochs')}",
+                            dynamic_ncols=True)
+        batch = batches if event.get("phase") == "epoch_end" else event.get("batch", 0)
+        self.bar.update(max(0, batch - self.bar.n))
+        shown = {k: round(event[k], 4) for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                 if event.get(k) is not None}
+        if shown:
+            self.bar.set_postfix(shown, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def format_report(report: dict) -> str:
+    m, s, c = report["metrics"], report["split"] or {}, report["config"]
+
+    def num(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"run {report['run_id']}: {report['status']}  ({c.get('backbone')}, weights {c.get('weights')}, "
+        f"{c.get('epochs')} epochs, batch {c.get('batch_size')}, lr {c.get('learning_rate')})",
+        f"split {s.get('strategy')}: train {s.get('train_videos')} videos / {s.get('train_crops')} crops, "
+        f"val {s.get('val_videos')} / {s.get('val_crops')}, test {s.get('test_videos')} / {s.get('test_crops')}",
+        f"leakage check: {s.get('shared_videos')} videos and {s.get('shared_sources')} source identities "
+        f"shared by training and test" + ("  (THIS SPLIT LEAKS: scores are optimistic)" if s.get("leaks") else ""),
+    ]
+    if report["status"] == RUN_DONE:
+        lines += [
+            f"test crops:  accuracy {num(m.get('accuracy'))}  precision {num(m.get('precision'))}  "
+            f"recall {num(m.get('recall'))}  f1 {num(m.get('f1'))}",
+            f"             auc {num(m.get('auc'))}  ap {num(m.get('ap'))}  eer {num(m.get('eer'))}  "
+            f"loss {num(m.get('loss'))}",
+            f"test videos: auc {num(m.get('video_auc'))}  accuracy {num(m.get('video_accuracy'))}",
+            f"confusion matrix [[tn, fp], [fn, tp]]: {m.get('confusion_matrix')}",
+            f"model: {report['artifacts'].get('model')}",
+            "plots: " + ", ".join(report["artifacts"].get("plots", [])),
+        ]
+    elif report.get("error"):
+        lines.append(f"error: {report['error']}")
+    return "\n".join(lines)
+
+
+def format_runs(rows: list[dict]) -> str:
+    if not rows:
+        return "no runs yet"
+
+    def num(value):
+        return f"{value:6.3f}" if isinstance(value, (int, float)) else f"{'-':>6}"
+
+    lines = [f"{'run':<22} {'status':<8} {'backbone':<15} {'split':<9} {'ep':>3} {'acc':>6} {'auc':>6} "
+             f"{'eer':>6} {'v_auc':>6} {'v_acc':>6}"]
+    for r in rows:
+        split = r["split"] + ("*" if r["leaks"] else "")
+        lines.append(f"{r['run_id']:<22} {r['status']:<8} {r['backbone']:<15} {split:<9} {r['epochs']:>3} "
+                     f"{num(r['accuracy'])} {num(r['auc'])} {num(r['eer'])} {num(r['video_auc'])} "
+                     f"{num(r['video_accuracy'])}")
+    if any(r["leaks"] for r in rows):
+        lines.append("* the split leaks (videos or identities on both sides): its scores are optimistic")
+    return "\n".join(lines)
+
+
+def format_prediction(result: dict) -> str:
+    if result["label"] is None:
+        return f"{result['video']}: no face found, no verdict"
+    return (f"{result['video']}: {result['label']} (fake probability {result['fake_probability']:.3f}, "
+            f"{result['faces']} faces)")
+
+
+def format_status(status: dict) -> str:
+    videos = status["videos"]
+    lines = [
+        f"videos: {videos['total']} ({videos['by_label']['real']} real, {videos['by_label']['fake']} fake)",
+        "  " + ", ".join(f"{k} {v}" for k, v in videos["by_status"].items()),
+        f"crops: {status['crops']}",
+    ]
+    lines += [f"failed: {failure['video']}: {failure['error']}" for failure in status["failures"]]
+    return "\n".join(lines)
+
+
+def format_ingest(result: dict) -> str:
+    status = result["status"]
+    videos = status["videos"]
+    by = videos["by_status"]
+    lines = [
+        f"{result['dataset']}: {videos['total']} videos ({videos['by_label']['real']} real, "
+        f"{videos['by_label']['fake']} fake), {result['new_videos']} new, {result['enqueued']} processed now",
+        f"done {by['done']}, no face {by['no_face']}, failed {by['failed']}, "
+        f"pending {by['pending']}, running {by['running']}; {status['crops']} crops",
+    ]
+    lines += [f"  failed: {failure['video']}: {failure['error']}" for failure in status["failures"][:10]]
+    if len(status["failures"]) > 10:
+        lines.append(f"  ... and {len(status['failures']) - 10} more (orchestrator status --json)")
+    if not result["followed"] and result["enqueued"]:
+        lines.append("enqueued on queue 'cpu'; follow with `orchestrator status`, Flower, or re-run with --wait")
+    training = result.get("training")
+    if training:
+        lines.append(format_report(training["report"]) if training.get("report") else training["note"])
+    return "\n".join(lines)

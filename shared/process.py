@@ -1,0 +1,38 @@
+"""Who did a piece of work: this process's name (``host:pid``) and whether a named process still runs.
+
+A video being processed records the name of the process holding it; a temporary PNG carries it in
+its file name. Both are checked here, and only here, when work is found abandoned.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def process_name(pid: int | None = None) -> str:
+    """``host:pid`` of this process (or of ``pid`` on this host)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def parse_process_name(name: str | None) -> tuple[str, int | None]:
+    """``host:pid`` -> (host, pid); pid None when the name holds none."""
+    host, _, pid = (name or "").rpartition(":")
+    return host, int(pid) if pid.isdigit() else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid runs on this host (or may: it belongs to someone else)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def gone_from_this_host(host: str, pid: int | None) -> bool:
+    """True when (host, pid) names a process of this host that no longer runs. A process on
+    another host cannot be checked from here: False."""
+    return host == socket.gethostname() and pid is not None and not pid_alive(pid)

@@ -1,0 +1,147 @@
+"""A training run's configuration: every option with its default, type, choices and help, once.
+
+The `train` command's options, `--train-option KEY=VALUE` parsing, the checks of the planner and
+of the training code are all derived from ``TrainConfig``. A run's resolved configuration is
+``TrainConfig.as_dict()`` plus what planning adds (ingest parameters, data folder).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from shared.errors import InputError
+from shared.preprocessing import BACKBONES, DEFAULT_BACKBONE
+
+SPLIT_STRATEGIES = ("video", "official", "frame")
+CLASS_WEIGHTS = ("balanced", "none")
+
+
+def _option(help: str, *, flag: str | None = None, choices: tuple | None = None, minimum: float | None = None,
+            above: float | None = None, below: float | None = None, cli: bool = True) -> dict:
+    """Field metadata: how the option is shown and checked. ``minimum`` is inclusive,
+    ``above``/``below`` exclusive bounds."""
+    return {"help": help, "flag": flag, "choices": choices, "minimum": minimum, "above": above,
+            "below": below, "cli": cli}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backbone: str = field(default=DEFAULT_BACKBONE, metadata=_option(
+        "Pretrained architecture under the classifier head.", choices=BACKBONES))
+    weights: str = field(default="imagenet", metadata=_option(
+        "imagenet, none, or a local notop .h5 PATH."))
+    epochs: int = field(default=10, metadata=_option("Passes over the training crops.", minimum=1))
+    batch_size: int = field(default=32, metadata=_option("Crops per training step.", minimum=1))
+    learning_rate: float = field(default=1e-4, metadata=_option("Adam's learning rate.", flag="--lr", above=0))
+    split: str = field(default="video", metadata=_option(
+        "video: grouped by source identity (no leak); official: the dataset's own test list; "
+        "frame: random over crops (leaks, for comparison with the old notebook).", choices=SPLIT_STRATEGIES))
+    test_size: float = field(default=0.2, metadata=_option(
+        "Fraction of the videos held out for the test.", above=0, below=1))
+    val_size: float = field(default=0.1, metadata=_option(
+        "Fraction of the training side used for validation.", minimum=0, below=1, cli=False))
+    seed: int = field(default=42, metadata=_option("Seed of the split, the shuffling and the weights."))
+    class_weight: str = field(default="balanced", metadata=_option(
+        "Weigh the classes inversely to their frequency.", choices=CLASS_WEIGHTS))
+    image_size: int = field(default=128, metadata=_option("Model input side in pixels.", minimum=1, cli=False))
+    dropout: float = field(default=0.3, metadata=_option("Dropout before the head.", minimum=0, below=1, cli=False))
+    mixed_precision: bool = field(default=False, metadata=_option("float16 compute on a GPU (ignored on a CPU)."))
+    threshold: float = field(default=0.5, metadata=_option(
+        "Fake probability at or above which a crop or video is called fake.", minimum=0, below=1, cli=False))
+    # Decoded crops kept between epochs: "memory" (49 KB a crop), "none" (decode every epoch), or a
+    # local directory for tf.data's file cache (a 100x Celeb-DF needs ~120 GB: see docs/scaling.md).
+    cache: str = field(default="memory", metadata=_option(
+        "Decoded crops between epochs: memory, none, or a local DIR for a file cache."))
+
+    @classmethod
+    def from_options(cls, options: dict | None, *, check_files: bool = False) -> "TrainConfig":
+        """Options over the defaults (None means default), typed and checked. Unknown keys are
+        ignored. ``check_files``: a weights PATH must exist, and is made absolute."""
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in (options or {}).items():
+            if key in known and value is not None:
+                values[key] = _typed(known[key], value)
+        config = cls(**values)
+        config._check()
+        if check_files:
+            config = config._with_weights_file()
+        return config
+
+    @classmethod
+    def parse_pairs(cls, pairs: list[str]) -> dict:
+        """["epochs=1", "weights=none"] -> {"epochs": 1, "weights": "none"} (unchecked beyond types)."""
+        known = {f.name: f for f in fields(cls)}
+        aliases = {option_flag(f).lstrip("-").replace("-", "_"): f.name for f in fields(cls)}
+        options = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            key = key.strip().replace("-", "_")
+            key = aliases.get(key, key)
+            if not sep or key not in known:
+                raise InputError(f"--train-option {pair!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
+            try:
+                options[key] = _typed(known[key], value.strip())
+            except InputError:
+                raise InputError(f"--train-option {pair!r}: {value!r} is not a {known[key].type}") from None
+        return options
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def _check(self) -> None:
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            name = f"{option_flag(f)} ({f.name})"
+            if meta["choices"] and value not in meta["choices"]:
+                raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InputError(f"{name} must be a finite number, got {value}")
+            if meta["minimum"] is not None and value < meta["minimum"]:
+                raise InputError(f"{name} must be at least {meta['minimum']}, got {value}")
+            if meta["above"] is not None and not value > meta["above"]:
+                raise InputError(f"{name} must be greater than {meta['above']}, got {value}")
+            if meta["below"] is not None and not value < meta["below"]:
+                raise InputError(f"{name} must be less than {meta['below']}, got {value}")
+
+    def _with_weights_file(self) -> "TrainConfig":
+        if self.weights.lower() in ("imagenet", "none"):
+            return self
+        path = Path(self.weights).expanduser()
+        if not path.is_file():
+            raise InputError(f"--weights {self.weights}: no such file (use imagenet, none, or a local notop .h5)")
+        return TrainConfig(**{**self.as_dict(), "weights": str(path.resolve())})
+
+
+def option_flag(f) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def option_fields() -> list:
+    """The fields the `train` command shows as options, in declaration order."""
+    return [f for f in fields(TrainConfig) if f.metadata["cli"]]
+
+
+def field_default(name: str):
+    f = next(f for f in fields(TrainConfig) if f.name == name)
+    return f.default if f.default is not MISSING else None
+
+
+def _typed(f, value):
+    """A value (from JSON, click or a KEY=VALUE string) as the field's type."""
+    kind = {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+    if kind is bool:
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if kind is str:
+        value = str(value)
+        return value.lower() if f.metadata["choices"] else value
+    try:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{option_flag(f)} ({f.name}) must be a {kind.__name__}, got {value!r}") from None
