@@ -1,4 +1,4 @@
-"""Training a classifier on crop files, and predicting with it."""
+"""Training a classifier on crop files (on every GPU of the worker), and predicting with it."""
 
 from __future__ import annotations
 
@@ -147,7 +147,11 @@ def train(
     every epoch runs and the final model is saved. ``on_progress(dict)`` is called at each
     epoch's start and end and about once a second in between; an exception it raises
     stops training (and propagates). Returns model_path, history (per-epoch lists),
-    epochs_run, best_epoch (1-based), train_images_per_s and the resolved config.
+    epochs_run, best_epoch (1-based), train_images_per_s and the resolved config, with what
+    was used added: jit_used, mixed_precision_used, replicas_used, global_batch_size, devices.
+
+    Every visible GPU trains (``distribution_strategy``); ``batch_size`` is per replica. The
+    model gets raw uint8 crops; it augments (training only) and preprocesses on the device.
     """
     config = resolve_train_config(config)
     train_labels = np.asarray(train_labels, dtype=int)
