@@ -347,9 +347,11 @@ def machine_info() -> dict:
     }
 
 
-def rss_mib() -> float:
+def rss_mib(kind: str = "VmRSS") -> float:
+    """Resident memory of this process, MiB: VmRSS (all), RssAnon (heap: what the process holds)
+    or RssFile (file pages mapped in, which the kernel can drop)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(kind + ":"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
 
@@ -415,7 +417,8 @@ def scale_check(paths, labels, args) -> dict:
                 rss_peak_in_epoch = max(rss_peak_in_epoch, rss_mib())
         seconds = time.perf_counter() - start
         epochs.append({"seconds": round(seconds, 2), "images_per_s": round(seen / seconds, 1),
-                       "rss_mib_sampled_max": rss_peak_in_epoch, "rss_mib_end": rss_mib()})
+                       "rss_mib_sampled_max": rss_peak_in_epoch, "rss_mib_end": rss_mib(),
+                       "rss_anon_mib_end": rss_mib("RssAnon"), "rss_file_mib_end": rss_mib("RssFile")})
         print(f"scale epoch {epoch + 1}: {epochs[-1]}", flush=True)
         if seen != n:
             raise RuntimeError(f"dataset gave {seen} images, expected {n}")
