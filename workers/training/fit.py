@@ -35,7 +35,7 @@ DEFAULT_TRAIN_CONFIG = {
     # Decoded crops kept between epochs: "memory" (49 KB a crop), "none" (decode every epoch),
     # or a local directory for tf.data's file cache (a 100x Celeb-DF needs ~120 GB: see docs/scaling.md).
     "cache": "memory",
-    # XLA compilation of the training step (and evaluation, prediction): "auto" = on where
+    # XLA compilation of the training and validation steps: "auto" = on where
     # TensorFlow sees a GPU, off on a CPU (where it was slower); True / False force it.
     # Off with several replicas (see train()); what was used is recorded as "jit_used".
     "jit": "auto",
@@ -48,7 +48,7 @@ DEFAULT_TRAIN_CONFIG = {
 # Help text of the keys above that the command line does not have yet (for its options).
 CONFIG_HELP = {
     "batch_size": "Crops per device per step; the global batch is batch_size x replicas.",
-    "jit": "XLA-compile training and prediction: auto (on where a GPU is seen), true or false; "
+    "jit": "XLA-compile the training step: auto (on where a GPU is seen), true or false; "
            "not used when training on several replicas (Keras cannot compile a distributed step).",
     "replicas": "Devices to train on with MirroredStrategy: auto (every visible GPU) or a number N "
                 "(the first N GPUs); one device or a CPU trains without mirroring.",
