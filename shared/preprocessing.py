@@ -25,6 +25,8 @@ _BACKBONE_KERAS_NAMES = {
     "resnet50": ("ResNet50", "resnet50"),
     "efficientnetb0": ("EfficientNetB0", "efficientnet"),
     "mobilenetv2": ("MobileNetV2", "mobilenet_v2"),
+    # A small CNN for training from scratch on a CPU (workers/training/tiny.py); inputs in [-1, 1].
+    "tiny": (None, "mobilenet_v2"),
 }
 BACKBONES = tuple(_BACKBONE_KERAS_NAMES)
 
