@@ -49,6 +49,8 @@ def check_options(options: dict) -> dict:
     resolved = {**TRAIN_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     if resolved["backbone"] not in BACKBONES:
         raise InputError(f"unknown --backbone {resolved['backbone']!r}; choose one of {', '.join(BACKBONES)}")
+    if int(resolved["image_size"]) < 32:
+        raise InputError(f"--image-size must be at least 32 pixels, got {resolved['image_size']}")
     for key in ("epochs", "batch_size"):
         if int(resolved[key]) < 1:
             raise InputError(f"--{key.replace('_', '-')} must be at least 1, got {resolved[key]}")

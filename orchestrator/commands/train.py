@@ -100,16 +100,24 @@ def format_report(report: dict) -> str:
         f"shared by training and test" + ("  (THIS SPLIT LEAKS: scores are optimistic)" if s.get("leaks") else ""),
     ]
     if report["status"] == "done":
+        warnings = m.get("warnings") or []
+        lines += [f"WARNING: {w}" for w in warnings]
         lines += [
-            f"test crops:  accuracy {num(m.get('accuracy'))}  precision {num(m.get('precision'))}  "
-            f"recall {num(m.get('recall'))}  f1 {num(m.get('f1'))}",
-            f"             auc {num(m.get('auc'))}  ap {num(m.get('ap'))}  eer {num(m.get('eer'))}  "
+            f"test videos ({m.get('n_videos')}): auc {num(m.get('video_auc'))}  ap {num(m.get('video_ap'))}  "
+            f"eer {num(m.get('video_eer'))}   (threshold-free)",
+            f"test crops ({m.get('n')}):  auc {num(m.get('auc'))}  ap {num(m.get('ap'))}  eer {num(m.get('eer'))}  "
             f"loss {num(m.get('loss'))}",
-            f"test videos: auc {num(m.get('video_auc'))}  accuracy {num(m.get('video_accuracy'))}",
-            f"confusion matrix [[tn, fp], [fn, tp]]: {m.get('confusion_matrix')}",
+            f"threshold {num(m.get('threshold'))}: {m.get('threshold_rule') or 'fixed'}",
+            f"  videos: accuracy {num(m.get('video_accuracy'))}  precision {num(m.get('video_precision'))}  "
+            f"recall {num(m.get('video_recall'))}  confusion [[tn, fp], [fn, tp]] {m.get('video_confusion_matrix')}",
+            f"  crops:  accuracy {num(m.get('accuracy'))}  precision {num(m.get('precision'))}  "
+            f"recall {num(m.get('recall'))}  f1 {num(m.get('f1'))}  confusion {m.get('confusion_matrix')}",
             f"model: {report['artifacts'].get('model')}",
             "plots: " + ", ".join(report["artifacts"].get("plots", [])),
         ]
+        if report["artifacts"].get("report_html"):
+            lines.append(f"report: {report['artifacts']['report_html']}   "
+                         f"tensorboard --logdir {Path(report['artifacts']['dir']).parent}")
     elif report.get("error"):
         lines.append(f"error: {report['error']}")
     return "\n".join(lines)
@@ -126,19 +134,21 @@ def format_report(report: dict) -> str:
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a local notop .h5 PATH.")
 @click.option("--class-weight", type=click.Choice(["balanced", "none"]), default="balanced", show_default=True)
-@click.option("--backbone", type=click.Choice(["resnet50", "efficientnetb0", "mobilenetv2"]),
-              default="resnet50", show_default=True)
+@click.option("--backbone", type=click.Choice(["resnet50", "efficientnetb0", "mobilenetv2", "tiny"]),
+              default="resnet50", show_default=True,
+              help="tiny: a small CNN that learns from scratch on a CPU (needs --weights none).")
+@click.option("--image-size", type=int, default=128, show_default=True, help="Model input side in pixels.")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute on a GPU (ignored on a CPU).")
 @click.option("--cache", default="memory", show_default=True,
               help="Decoded crops between epochs: memory, none, or a local DIR for a file cache.")
 @click.option("--wait", is_flag=True, help="With a broker configured: follow the run until it ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def train_command(epochs, batch_size, learning_rate, split, test_size, seed, weights, class_weight, backbone,
-                  mixed_precision, cache, wait, as_json):
+                  image_size, mixed_precision, cache, wait, as_json):
     """Split the crops, train on the gpu queue, evaluate on the held-out test part."""
     options = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, split=split,
                    test_size=test_size, seed=seed, weights=weights, class_weight=class_weight,
-                   backbone=backbone, mixed_precision=mixed_precision, cache=cache)
+                   backbone=backbone, image_size=image_size, mixed_precision=mixed_precision, cache=cache)
     report = run_training(options, wait=wait, progress=not as_json)
     if as_json:
         from orchestrator.cli import print_json
@@ -204,21 +214,23 @@ def runs_command(as_json):
 @click.command("predict")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--run", "run_id", help="The run whose model judges (default: the latest finished run).")
+@click.option("--explain", "explain_dir", type=click.Path(path_type=Path), default=None,
+              help="Write one contact sheet PNG per video into DIR: each crop with its Grad-CAM heatmap.")
 @click.option("--json", "as_json", is_flag=True)
-def predict_command(videos, run_id, as_json):
+def predict_command(videos, run_id, explain_dir, as_json):
     """Fake probability of each video: mean over its face crops, made exactly as ingest makes them."""
-    run, results = predict_videos(videos, run_id)
+    run, results = predict_videos(videos, run_id, explain_dir=explain_dir)
     if as_json:
         from orchestrator.cli import print_json
 
         print_json(results)
         return
-    click.echo(f"run {run.id} ({run.config['backbone']})")
+    click.echo(f"run {run.id} ({run.config['backbone']}, threshold {run.config.get('threshold', 0.5):.3f})")
     for result in results:
         click.echo(format_prediction(result))
 
 
-def predict_videos(videos: list[Path], run_id: str | None = None):
+def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: Path | None = None):
     """(run, [{"video", "fake_probability", "label", "faces"}, ...]); bad input raises InputError."""
     from db.session import init_db
     from orchestrator.training import find_run
@@ -246,7 +258,7 @@ def predict_videos(videos: list[Path], run_id: str | None = None):
     for path in videos:
         try:
             results.append(judge_video(path, model, backbone=run.config["backbone"], params=params,
-                                       threshold=run.config.get("threshold", 0.5)))
+                                       threshold=run.config.get("threshold", 0.5), explain_dir=explain_dir))
         except VideoError as exc:
             raise InputError(f"{path}: {exc}") from None
     return run, results
@@ -255,8 +267,11 @@ def predict_videos(videos: list[Path], run_id: str | None = None):
 def format_prediction(result: dict) -> str:
     if result["label"] is None:
         return f"{result['video']}: no face found, no verdict"
-    return (f"{result['video']}: {result['label']} (fake probability {result['fake_probability']:.3f}, "
-            f"{result['faces']} faces)")
+    text = (f"{result['video']}: {result['label']} (fake probability {result['fake_probability']:.3f}, "
+            f"threshold {result.get('threshold', 0.5):.3f}, {result['faces']} faces)")
+    if result.get("explanation"):
+        text += f"\n  why: {result['explanation']}"
+    return text
 
 
 def latest_finished_run():
@@ -271,3 +286,41 @@ def latest_finished_run():
             raise InputError("no finished training run: `orchestrator train` makes one")
         session.expunge(run)
         return run
+
+
+@click.command("export-model")
+@click.argument("args", nargs=-1, required=True, metavar="[RUN_ID] DIR")
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "tflite"]), default="savedmodel", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def export_model_command(args, fmt, as_json):
+    """Export a run's model (the latest finished by default) for serving: it takes raw RGB uint8
+    crops of the run's image size and returns their fake probabilities."""
+    if len(args) > 2:
+        raise InputError("export-model takes [RUN_ID] DIR")
+    run_id, dest = (None, Path(args[0])) if len(args) == 1 else (args[0], Path(args[1]))
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise InputError(f"{dest}: exists and is not an empty directory")
+    from db.session import init_db
+    from orchestrator.training import find_run
+
+    init_db()
+    run = find_run(run_id) if run_id else latest_finished_run()
+    if run.status != "done":
+        raise InputError(f"run {run.id} is {run.status}: only a finished run can be exported")
+    from shared.quiet import load_tensorflow
+
+    load_tensorflow()
+    from workers.predict import load_run_model
+    from workers.training.export import export_model
+
+    model = load_run_model(run.artifacts["model"])
+    described = export_model(model, dest, fmt, backbone=run.config["backbone"],
+                             threshold=run.config.get("threshold"), run_id=run.id)
+    if as_json:
+        from orchestrator.cli import print_json
+
+        print_json(described)
+        return
+    size = described["input"]["shape"][1]
+    click.echo(f"run {run.id}: {fmt} written to {described['path']} (input uint8 RGB crops (N, {size}, {size}, 3), "
+               f"output fake probability (N, 1); threshold {described['threshold']}; see {dest / 'serving.json'})")
