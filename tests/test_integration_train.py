@@ -44,9 +44,10 @@ def check_run(report, data_dir, database_url, backbone):
 
     run_dir = data_dir / "runs" / report["run_id"]
     assert Path(report["artifacts"]["model"]) == run_dir / "model.keras" and (run_dir / "model.keras").stat().st_size
-    for name in ("config.json", "history.csv", "metrics.json", "test_predictions.csv"):
+    for name in ("config.json", "history.csv", "metrics.json", "test_predictions.csv", "report.html"):
         assert (run_dir / name).is_file(), name
-    assert sorted(Path(p).name for p in report["artifacts"]["plots"]) == ["confusion_matrix.png", "history.png", "roc.png"]
+    assert sorted(Path(p).name for p in report["artifacts"]["plots"]) == ["confusion_matrix.png", "history.png", "roc.png",
+                                                                         "video_confusion_matrix.png"]
     for plot in report["artifacts"]["plots"]:
         assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((run_dir / "config.json").read_text())
@@ -89,7 +90,10 @@ def test_embedded_train_report_runs_and_predict(training_dataset, tmp_path):
     judged = run_cli_json(["predict", str(fake), str(blank)], env)
     assert judged[0]["video"] == str(fake) and judged[0]["faces"] >= 2
     assert 0.0 <= judged[0]["fake_probability"] <= 1.0 and judged[0]["label"] in ("real", "fake")
-    assert judged[1] == {"video": str(blank), "fake_probability": None, "label": None, "faces": 0}
+    assert judged[0]["threshold"] == report["config"]["threshold"] == report["metrics"]["threshold"]
+    assert len(judged[0]["crop_probabilities"]) == judged[0]["faces"]
+    assert judged[1] == {"video": str(blank), "fake_probability": None, "label": None, "faces": 0,
+                         "threshold": report["config"]["threshold"], "crop_probabilities": []}
     text_out = run_cli(["predict", str(blank)], env).stdout
     assert "no face" in text_out
 

@@ -83,8 +83,6 @@ def describe_progress(event: dict | None) -> str:
 def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = None) -> dict:
     """Train on the run's train part (validation for checkpoint choice), score the test part
     once, write every artifact into DATA_DIR/runs/<run_id>/, and record the outcome."""
-    import keras
-
     from workers.training.evaluate import compute_metrics, video_scores
     from workers.training.fit import load_model, predict_probabilities, train
     from workers.training.plots import plot_confusion_matrix, plot_history, plot_roc
@@ -108,12 +106,10 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
     try:
         split = load_split(run_id)
         (out_dir / CONFIG_FILE).write_text(json.dumps({"run_id": run_id, **config, "split": split_info}, indent=2))
-        tensorboard = keras.callbacks.TensorBoard(
-            log_dir=str(out_dir / TENSORBOARD_DIR), update_freq=TENSORBOARD_EVERY_BATCHES, write_graph=True,
-            profile_batch=0)
+        tensorboard = _tensorboard_callbacks(out_dir / TENSORBOARD_DIR)
         fitted = train(split["train"]["paths"], split["train"]["labels"], split["val"]["paths"],
                        split["val"]["labels"], config, out_dir, on_progress=progress,
-                       extra_callbacks=[tensorboard])
+                       extra_callbacks=tensorboard)
         progress({"phase": "evaluate"})
         model = load_model(fitted["model_path"])
         val, test = split["val"], split["test"]
@@ -162,7 +158,7 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
             "history": str(out_dir / "history.csv"),
             "predictions": str(out_dir / PREDICTIONS_FILE),
             "plots": [str(p) for p in plots],
-            "tensorboard": str(out_dir / TENSORBOARD_DIR),
+            "tensorboard": str(out_dir / TENSORBOARD_DIR) if tensorboard else None,
             "report_html": str(out_dir / "report.html"),
         }
         finished_at = utcnow()
@@ -182,3 +178,41 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
             session.execute(update(Run).where(Run.id == run_id).values(
                 status=RUN_FAILED, error=f"{type(exc).__name__}: {message}"[:2000], finished_at=utcnow()))
         raise
+
+
+def _tensorboard_callbacks(log_dir: Path) -> list:
+    """Keras's TensorBoard callback (per-epoch scalars, the model graph) and ``BatchScalars``
+    (every TENSORBOARD_EVERY_BATCHES batches); none when the tensorboard package is missing
+    (tf.summary needs it; tensorflow-cpu does not install it, the project's cpu extra does).
+
+    Keras's own ``update_freq=N`` is not used: its per-batch ``record_if`` stays active at epoch
+    end, so epoch scalars were only written when the epoch ended on a multiple of N (seen with
+    Keras 3.15: no ``epoch_loss`` at all in a 6-epoch run of 23 batches per epoch)."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return []
+    import keras
+    import tensorflow as tf
+
+    class BatchScalars(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.writer, self.step = None, 0
+
+        def on_train_begin(self, logs=None):
+            self.writer = tf.summary.create_file_writer(str(log_dir / "train_batches"))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if self.step % TENSORBOARD_EVERY_BATCHES == 0 and logs:
+                with self.writer.as_default(step=self.step):
+                    for name, value in logs.items():
+                        tf.summary.scalar(f"batch_{name}", float(value))
+
+        def on_train_end(self, logs=None):
+            if self.writer is not None:
+                self.writer.close()
+
+    return [keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch", write_graph=True,
+                                        profile_batch=0), BatchScalars()]
