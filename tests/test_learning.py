@@ -17,25 +17,29 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.support import pipeline_env, run_cli_json
+from tests.support import pipeline_env, run_cli, run_cli_json
+from tests.test_integration_train import check_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SAMPLE = dict(reals_per_folder=32, fakes=64, seconds=4.0)
-TRAIN = ["train", "--backbone", "tiny", "--weights", "none", "--image-size", "64", "--epochs", "15",
-         "--lr", "1e-3", "--batch-size", "16"]
+from orchestrator.commands.demo import DEMO_EVERY_S, DEMO_SAMPLE, DEMO_TRAIN
+
+# The demo's own settings: this test guards that the demo shows a model that works.
+TRAIN = ["train", "--backbone", DEMO_TRAIN["backbone"], "--weights", DEMO_TRAIN["weights"],
+         "--image-size", str(DEMO_TRAIN["image_size"]), "--epochs", str(DEMO_TRAIN["epochs"]),
+         "--lr", str(DEMO_TRAIN["learning_rate"]), "--batch-size", str(DEMO_TRAIN["batch_size"])]
 MIN_VIDEO_AUC = 0.9
 MIN_TEST_VIDEOS_PER_CLASS = 8
 
 
 def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
-    from shared.sample_data import make_sample_dataset
+    from shared.sample_data import make_sample_dataset, write_blank_video
 
     dataset = tmp_path / "celeb-df"
-    make_sample_dataset(dataset, **SAMPLE)
+    make_sample_dataset(dataset, **DEMO_SAMPLE)
     data_dir = tmp_path / "data"
     env = pipeline_env(DATA_DIR=data_dir)
-    run_cli_json(["ingest", str(dataset), "--workers", "2", "--every", "1.0"], env)
+    run_cli_json(["ingest", str(dataset), "--workers", "2", "--every", str(DEMO_EVERY_S)], env)
 
     report = run_cli_json(TRAIN, env)
 
@@ -46,6 +50,16 @@ def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
     assert metrics["warnings"] == [], metrics["warnings"]
     assert metrics["video_auc"] >= MIN_VIDEO_AUC, {k: metrics[k] for k in ("video_auc", "auc", "video_accuracy")}
     assert 0.0 < report["config"]["threshold"] < 1.0 and report["config"]["threshold_rule"]
+
+    # The embedded path end to end: a real gpu-queue worker ran it; report, runs and predict agree.
+    check_run(report, data_dir, f"sqlite:///{data_dir / 'pipeline.db'}", "tiny", epochs=DEMO_TRAIN["epochs"])
+    assert "train.fit" in (data_dir / "logs" / "worker-train.log").read_text()
+    assert run_cli_json(["report"], env)["run_id"] == report["run_id"]
+    assert run_cli_json(["report", report["run_id"]], env)["metrics"] == report["metrics"]
+    (row,) = run_cli_json(["runs"], env)
+    assert row["run_id"] == report["run_id"] and row["video_auc"] == metrics["video_auc"]
+    report_text = run_cli(["report"], env).stdout
+    assert "(threshold-free)" in report_text and "WARNING" not in report_text
 
     # The run's own scores of its test crops, per video.
     run_dir = data_dir / "runs" / report["run_id"]
@@ -62,8 +76,12 @@ def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
         videos = sorted(rel for rel in by_video if labels[rel] == label)
         chosen += [videos[0], videos[-1]]
 
-    judged = run_cli_json(["predict", *(str(dataset / rel) for rel in chosen), "--explain", str(tmp_path / "why")], env)
+    blank = write_blank_video(tmp_path / "blank.mp4")
+    judged = run_cli_json(["predict", *(str(dataset / rel) for rel in chosen), str(blank),
+                           "--explain", str(tmp_path / "why")], env)
 
+    assert judged[-1] == {"video": str(blank), "fake_probability": None, "label": None, "faces": 0,
+                          "threshold": report["config"]["threshold"], "crop_probabilities": []}
     for rel, result in zip(chosen, judged):
         assert result["faces"] == len(by_video[rel]), rel
         assert sorted(result["crop_probabilities"]) == pytest.approx(sorted(by_video[rel]), abs=1e-4), rel
