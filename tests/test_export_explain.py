@@ -110,3 +110,21 @@ def test_contact_sheet_is_a_png(crops, tmp_path):
 
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+
+
+def test_export_model_command_checks_its_arguments_before_loading_anything(tmp_path):
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    runner = CliRunner()
+
+    too_many = runner.invoke(main, ["export-model", "run", str(tmp_path / "a"), str(tmp_path / "b")])
+    not_empty = runner.invoke(main, ["export-model", str(tmp_path / "taken"), "--format", "tflite"])
+    bad_format = runner.invoke(main, ["export-model", str(tmp_path / "new"), "--format", "onnx"])
+
+    assert too_many.exit_code == 2 and "[RUN_ID] DIR" in too_many.output
+    assert not_empty.exit_code == 2 and "not an empty directory" in not_empty.output
+    assert bad_format.exit_code == 2
