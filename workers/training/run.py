@@ -187,7 +187,7 @@ def _tensorboard_callbacks(log_dir: Path) -> list:
 
     Keras's own ``update_freq=N`` is not used: its per-batch ``record_if`` stays active at epoch
     end, so epoch scalars were only written when the epoch ended on a multiple of N (seen with
-    Keras 3.15: no ``epoch_loss`` at all in a 6-epoch run of 23 batches per epoch)."""
+    Keras 3.15: no ``epoch_loss`` at all in a 9-epoch run of 23 batches per epoch)."""
     try:
         import tensorboard  # noqa: F401
     except ImportError:
