@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
-# Chosen so that the model learns on a 2-core laptop in about a minute (issue #11): ResNet50 from
-# scratch on a few hundred crops learns nothing in that time; `tiny` reaches a held-out video AUC
-# near 1 on this sample data (see tests/test_learning.py, which guards it).
-# Measured: 64 videos with a frame every 0.5 s (the same ~490 crops, half the identities) gave a
-# held-out video AUC of 0.58; 128 videos with a frame every second gave 0.99 and 1.0.
+# Chosen so that the model learns on a 2-core laptop in a minute or two (issue #11): the old demo's
+# ResNet50 from scratch gave noise, MobileNetV2 from scratch a constant (docs/learning.md); `tiny`
+# reaches a held-out video AUC near 1 on this sample data (tests/test_learning.py guards it).
+# Measured: 64 videos with a frame every 0.5 s (about the same ~490 crops, half the identities)
+# gave a held-out video AUC of 0.58 in one demo run and 0.86 on another split; 128 videos with a
+# frame every second gave 0.986 and 1.0 (24 test videos).
 DEMO_SAMPLE = dict(reals_per_folder=32, fakes=64, seconds=4.0)
 DEMO_EVERY_S = 1.0
 DEMO_TRAIN = dict(backbone="tiny", weights="none", image_size=64, epochs=15, batch_size=16, learning_rate=1e-3)
