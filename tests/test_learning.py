@@ -45,6 +45,8 @@ def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
 
     assert report["status"] == "done", report.get("error")
     metrics = report["metrics"]
+    print({k: metrics.get(k) for k in ("video_auc", "auc", "video_accuracy", "threshold", "n_videos",
+                                       "video_n_real", "video_n_fake", "epochs_run", "best_epoch")})
     assert report["split"]["shared_videos"] == 0 and report["split"]["shared_sources"] == 0
     assert min(metrics["video_n_real"], metrics["video_n_fake"]) >= MIN_TEST_VIDEOS_PER_CLASS, metrics
     assert metrics["warnings"] == [], metrics["warnings"]
