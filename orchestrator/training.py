@@ -210,6 +210,7 @@ def list_runs() -> list[dict]:
                 "weights": run.config.get("weights"),
                 "test_crops": (run.split or {}).get("test_crops"),
                 "leaks": (run.split or {}).get("leaks"),
+                "warnings": metrics.get("warnings") or [],
                 **{k: metrics.get(k) for k in ("accuracy", "auc", "eer", "video_auc", "video_accuracy")},
             })
     return rows

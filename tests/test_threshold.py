@@ -64,3 +64,18 @@ def test_empty_and_one_class_test_parts_are_named():
 
     assert any(w.startswith("ONE-CLASS TEST") for w in warnings)
     assert any(w.startswith("EMPTY VALIDATION") for w in warnings)
+
+
+def test_report_prints_warnings_before_any_number_and_threshold_free_numbers_first():
+    from orchestrator.commands.train import format_report
+
+    metrics = {"warnings": ["CONSTANT MODEL: every one of the 17 test crops got 0.50194"], "video_auc": 0.5,
+               "auc": 0.5, "threshold": 0.5, "threshold_rule": "fixed 0.5 (validation cannot choose: x)",
+               "accuracy": 0.47, "n_videos": 4, "n": 17}
+    report = {"run_id": "r", "status": "done", "metrics": metrics, "split": {}, "config": {},
+              "artifacts": {"model": "m", "plots": []}}
+
+    text = format_report(report)
+
+    assert text.index("WARNING: CONSTANT MODEL") < text.index("auc 0.5000") < text.index("accuracy 0.4700")
+    assert "threshold 0.5000: fixed 0.5" in text

@@ -205,10 +205,13 @@ def runs_command(as_json):
 
     for r in rows:
         split = r["split"] + ("*" if r["leaks"] else "")
-        click.echo(f"{r['run_id']:<22} {r['status']:<8} {r['backbone']:<15} {split:<9} {r['epochs']:>3} "
+        status = r["status"] + ("!" if r.get("warnings") else "")
+        click.echo(f"{r['run_id']:<22} {status:<8} {r['backbone']:<15} {split:<9} {r['epochs']:>3} "
                    f"{num(r['accuracy'])} {num(r['auc'])} {num(r['eer'])} {num(r['video_auc'])} {num(r['video_accuracy'])}")
     if any(r["leaks"] for r in rows):
         click.echo("* the split leaks (videos or identities on both sides): its scores are optimistic")
+    if any(r.get("warnings") for r in rows):
+        click.echo("! the run carries warnings (constant model, one-class parts): `orchestrator report RUN_ID`")
 
 
 @click.command("predict")
