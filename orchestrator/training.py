@@ -59,6 +59,8 @@ def check_options(options: dict) -> dict:
     if resolved["class_weight"] not in ("balanced", "none"):
         raise InputError("--class-weight must be balanced or none")
     weights = str(resolved["weights"])
+    if resolved["backbone"] == "tiny" and weights.lower() != "none":
+        raise InputError("--backbone tiny has no pretrained weights: add --weights none")
     if weights.lower() not in ("imagenet", "none"):
         path = Path(weights).expanduser()
         if not path.is_file():
