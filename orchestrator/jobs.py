@@ -169,10 +169,19 @@ def follow_run(run_id: str, *, progress: bool) -> None:
                      on_db_retry=warn_database_unreachable)
 
 
-def predict_videos(videos: list[Path], run_id: str | None = None):
+def finished_run(run_id: str | None, doing: str):
+    """The run named (or the latest finished one), which must be finished to do ``doing``."""
+    from workers.planning.runs import find_run
+
+    run = find_run(run_id, finished=not run_id)
+    if run.status != RUN_DONE:
+        raise InputError(f"run {run.id} is {run.status}: only a finished run can {doing}")
+    return run
+
+
+def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: Path | None = None):
     """(run, [{"video", "fake_probability", "label", "faces"}, ...]); bad input raises InputError."""
     from db.migrate import upgrade_schema
-    from workers.planning.runs import find_run
     from workers.video import VideoError, open_video
 
     for path in videos:  # every input is checked before anything heavy is loaded
@@ -182,15 +191,32 @@ def predict_videos(videos: list[Path], run_id: str | None = None):
         except VideoError as exc:
             raise InputError(f"{path}: {exc}") from None
     upgrade_schema()
-    run = find_run(run_id, finished=not run_id)
-    if run.status != RUN_DONE:
-        raise InputError(f"run {run.id} is {run.status}: only a finished run can predict")
+    run = finished_run(run_id, "predict")
     from shared.quiet import load_tensorflow
 
     load_tensorflow()
     from workers.predict import judge_videos
 
     try:
-        return run, judge_videos(videos, run)
+        return run, judge_videos(videos, run, explain_dir=explain_dir)
     except VideoError as exc:
         raise InputError(str(exc)) from None
+
+
+def export_run_model(run_id: str | None, dest: Path, fmt: str):
+    """(run, what was written) for `export-model`: the run's model taking raw uint8 crops."""
+    from db.migrate import upgrade_schema
+
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise InputError(f"{dest}: exists and is not an empty directory")
+    upgrade_schema()
+    run = finished_run(run_id, "be exported")
+    from shared.quiet import load_tensorflow
+
+    load_tensorflow()
+    from workers.predict import load_run_model
+    from workers.training.export import export_model
+
+    model = load_run_model(run.artifacts["model"])
+    return run, export_model(model, dest, fmt, backbone=run.config["backbone"],
+                             threshold=run.config.get("threshold"), run_id=run.id)

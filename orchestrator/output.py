@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 from tqdm import tqdm
@@ -90,16 +91,24 @@ def format_report(report: dict) -> str:
         f"shared by training and test" + ("  (THIS SPLIT LEAKS: scores are optimistic)" if s.get("leaks") else ""),
     ]
     if report["status"] == RUN_DONE:
+        warnings = m.get("warnings") or []
+        lines += [f"WARNING: {w}" for w in warnings]
         lines += [
-            f"test crops:  accuracy {num(m.get('accuracy'))}  precision {num(m.get('precision'))}  "
-            f"recall {num(m.get('recall'))}  f1 {num(m.get('f1'))}",
-            f"             auc {num(m.get('auc'))}  ap {num(m.get('ap'))}  eer {num(m.get('eer'))}  "
+            f"test videos ({m.get('n_videos')}): auc {num(m.get('video_auc'))}  ap {num(m.get('video_ap'))}  "
+            f"eer {num(m.get('video_eer'))}   (threshold-free)",
+            f"test crops ({m.get('n')}):  auc {num(m.get('auc'))}  ap {num(m.get('ap'))}  eer {num(m.get('eer'))}  "
             f"loss {num(m.get('loss'))}",
-            f"test videos: auc {num(m.get('video_auc'))}  accuracy {num(m.get('video_accuracy'))}",
-            f"confusion matrix [[tn, fp], [fn, tp]]: {m.get('confusion_matrix')}",
+            f"threshold {num(m.get('threshold'))}: {m.get('threshold_rule') or 'fixed'}",
+            f"  videos: accuracy {num(m.get('video_accuracy'))}  precision {num(m.get('video_precision'))}  "
+            f"recall {num(m.get('video_recall'))}  confusion [[tn, fp], [fn, tp]] {m.get('video_confusion_matrix')}",
+            f"  crops:  accuracy {num(m.get('accuracy'))}  precision {num(m.get('precision'))}  "
+            f"recall {num(m.get('recall'))}  f1 {num(m.get('f1'))}  confusion {m.get('confusion_matrix')}",
             f"model: {report['artifacts'].get('model')}",
             "plots: " + ", ".join(report["artifacts"].get("plots", [])),
         ]
+        if report["artifacts"].get("report_html"):
+            lines.append(f"report: {report['artifacts']['report_html']}   "
+                         f"tensorboard --logdir {Path(report['artifacts']['dir']).parent}")
     elif report.get("error"):
         lines.append(f"error: {report['error']}")
     return "\n".join(lines)
@@ -116,19 +125,25 @@ def format_runs(rows: list[dict]) -> str:
              f"{'eer':>6} {'v_auc':>6} {'v_acc':>6}"]
     for r in rows:
         split = r["split"] + ("*" if r["leaks"] else "")
-        lines.append(f"{r['run_id']:<22} {r['status']:<8} {r['backbone']:<15} {split:<9} {r['epochs']:>3} "
+        status = r["status"] + ("!" if r.get("warnings") else "")
+        lines.append(f"{r['run_id']:<22} {status:<8} {r['backbone']:<15} {split:<9} {r['epochs']:>3} "
                      f"{num(r['accuracy'])} {num(r['auc'])} {num(r['eer'])} {num(r['video_auc'])} "
                      f"{num(r['video_accuracy'])}")
     if any(r["leaks"] for r in rows):
         lines.append("* the split leaks (videos or identities on both sides): its scores are optimistic")
+    if any(r.get("warnings") for r in rows):
+        lines.append("! the run carries warnings (constant model, one-class parts): `orchestrator report RUN_ID`")
     return "\n".join(lines)
 
 
 def format_prediction(result: dict) -> str:
     if result["label"] is None:
         return f"{result['video']}: no face found, no verdict"
-    return (f"{result['video']}: {result['label']} (fake probability {result['fake_probability']:.3f}, "
-            f"{result['faces']} faces)")
+    text = (f"{result['video']}: {result['label']} (fake probability {result['fake_probability']:.3f}, "
+            f"threshold {result.get('threshold', 0.5):.3f}, {result['faces']} faces)")
+    if result.get("explanation"):
+        text += f"\n  why: {result['explanation']}"
+    return text
 
 
 def format_status(status: dict) -> str:

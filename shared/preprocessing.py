@@ -34,6 +34,8 @@ _BACKBONE_KERAS_NAMES = {
     "resnet50": ("ResNet50", "resnet50"),
     "efficientnetb0": ("EfficientNetB0", "efficientnet"),
     "mobilenetv2": ("MobileNetV2", "mobilenet_v2"),
+    # A small CNN for training from scratch on a CPU (workers/training/tiny.py); inputs in [-1, 1].
+    "tiny": (None, "mobilenet_v2"),
 }
 BACKBONES = tuple(_BACKBONE_KERAS_NAMES)
 
@@ -46,6 +48,7 @@ PREPROCESSING = {
     "resnet50": (True, 1.0, (-103.939, -116.779, -123.68)),
     "efficientnetb0": (False, 1.0, (0.0, 0.0, 0.0)),
     "mobilenetv2": (False, 1.0 / 127.5, (-1.0, -1.0, -1.0)),
+    "tiny": (False, 1.0 / 127.5, (-1.0, -1.0, -1.0)),
 }
 
 

@@ -9,7 +9,9 @@ nothing is downloaded at run time and the same seed gives the same files.
   (same background, motion and face position) with identity tgt's face, or a colour-shifted,
   blurred, slightly scaled copy of the same face when tgt == src, blended into the face box
   through a feathered elliptical mask ("self-blended images", Shiohara & Yamasaki, CVPR 2022).
-  The blending leaves the traces that real deepfake detectors learn.
+  The blending leaves the traces that real deepfake detectors learn, made strong enough to be
+  learnt from a few hundred crops: a blend seam, a colour mismatch left after colour
+  matching, and a resolution mismatch (the swapped face is rendered at 25-40 % of its size).
 - ``YouTube-real/{nnnnn}.mp4``: real videos of people with no identity number.
 - ``List_of_testing_videos.txt``: ``<label> <Folder>/<file>.mp4`` lines where 1 means real
   and 0 means fake (the inverse of our convention), no trailing newline.
@@ -78,6 +80,9 @@ class FakePlan:
     blur_sigma: float
     donor_scale: float
     donor_shift: tuple[float, float]
+    # The swapped face is made at this fraction of its size in the frame, then scaled up
+    # (face-swap generators work at 64-256 px): a resolution mismatch with its surroundings.
+    resolution: float = 1.0
 
 
 def make_sample_dataset(
@@ -273,7 +278,10 @@ def _plan_video(face: FaceImage, size: tuple[int, int], seed: int, rel: str) -> 
 
 def _plan_fake(source: VideoPlan, donor: FaceImage | None, seed: int, rel: str) -> FakePlan:
     rng = _video_rng(seed, rel)
-    shift_size = 6 if donor is not None else 14
+    # Colour mismatch left after colour matching: a few per cent per channel, as real swaps show
+    # (lighting and skin tone never match exactly). The earlier 3-6 levels were below the noise
+    # of an mp4v frame once resized to a model's input: no model could learn from it.
+    shift_size = 28 if donor is not None else 32
     return FakePlan(
         source=source,
         donor=donor,
@@ -281,6 +289,7 @@ def _plan_fake(source: VideoPlan, donor: FaceImage | None, seed: int, rel: str) 
         blur_sigma=rng.uniform(0.8, 1.6),
         donor_scale=rng.uniform(1.02, 1.06),
         donor_shift=(rng.uniform(-2, 2), rng.uniform(-2, 2)),
+        resolution=rng.uniform(0.25, 0.4),
     )
 
 
@@ -373,7 +382,12 @@ def _render_fake_frame(fake: FakePlan, t: float) -> tuple[np.ndarray, tuple[floa
     matrix = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), 0.0, fake.donor_scale)
     matrix[:, 2] += fake.donor_shift
     donor = cv2.warpAffine(donor, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    donor = cv2.GaussianBlur(donor, (0, 0), fake.blur_sigma).astype(np.float32)
+    donor = cv2.GaussianBlur(donor, (0, 0), fake.blur_sigma)
+    if fake.resolution < 1.0:
+        small = (max(1, round(size[0] * fake.resolution)), max(1, round(size[1] * fake.resolution)))
+        donor = cv2.resize(cv2.resize(donor, small, interpolation=cv2.INTER_AREA), size,
+                           interpolation=cv2.INTER_LINEAR)
+    donor = donor.astype(np.float32)
     mask = _feathered_ellipse(size, (x, y, w, h))
     if fake.donor is not None:
         donor = _match_colour(donor, region, mask > 0.5)
@@ -411,7 +425,8 @@ def _feathered_ellipse(size: tuple[int, int], box: tuple[float, float, float, fl
     centre = (round(x + w / 2), round(y + 0.55 * h))
     axes = (max(1, round(0.40 * w)), max(1, round(0.45 * h)))
     cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
-    return cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.06 * h))
+    # A narrow feather: the blend seam stays visible, as in real swaps.
+    return cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.035 * h))
 
 
 def _match_colour(donor: np.ndarray, target: np.ndarray, inside: np.ndarray) -> np.ndarray:

@@ -76,7 +76,8 @@ class TrainConfig:
     seed: int = field(default=42, metadata=_option("Seed of the split, the shuffling and the weights."))
     class_weight: str = field(default="balanced", metadata=_option(
         "Weigh the classes inversely to their frequency.", choices=CLASS_WEIGHTS))
-    image_size: int = field(default=128, metadata=_option("Model input side in pixels.", minimum=1, cli=False))
+    image_size: int = field(default=128, metadata=_option(
+        "Model input side in pixels (crops of another size are resized).", minimum=32))
     dropout: float = field(default=0.3, metadata=_option("Dropout before the head.", minimum=0, below=1, cli=False))
     mixed_precision: bool = field(default=False, metadata=_option("float16 compute on a GPU (ignored on a CPU)."))
     jit: str | bool = field(default="auto", metadata=_option(
@@ -144,6 +145,9 @@ class TrainConfig:
                 raise InputError(f"{name} must be greater than {meta['above']}, got {value}")
             if meta["below"] is not None and not value < meta["below"]:
                 raise InputError(f"{name} must be less than {meta['below']}, got {value}")
+
+        if self.backbone == "tiny" and self.weights.lower() != "none":
+            raise InputError("--backbone tiny has no pretrained weights: add --weights none")
 
     def _with_weights_file(self) -> "TrainConfig":
         if self.weights.lower() in ("imagenet", "none"):

@@ -14,7 +14,9 @@ REPORT_METRICS = {"loss", "accuracy", "precision", "recall", "f1", "auc", "ap", 
                   "video_auc", "video_accuracy", "confusion_matrix"}
 SPLIT_KEYS = {"strategy", "train_videos", "val_videos", "test_videos", "train_crops", "val_crops",
               "test_crops", "shared_videos", "shared_sources"}
-TRAIN_ARGS = ["train", "--epochs", "1", "--weights", "none", "--batch-size", "16"]
+# 64 px: these runs check the machinery (queues, caches, records), not what a model learns; ResNet50
+# at 128 px costs ~4x the compute for nothing more.
+TRAIN_ARGS = ["train", "--epochs", "1", "--weights", "none", "--batch-size", "16", "--image-size", "64"]
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +30,9 @@ def training_dataset(tmp_path_factory):
     return root
 
 
-def check_run(report, data_dir, database_url, backbone):
+def check_run(report, data_dir, database_url, backbone, epochs=1):
     assert report["status"] == "done", report.get("error")
-    assert report["config"]["backbone"] == backbone and report["config"]["epochs"] == 1
+    assert report["config"]["backbone"] == backbone and report["config"]["epochs"] == epochs
     split = report["split"]
     assert SPLIT_KEYS <= set(split) and split["strategy"] == "video"
     assert split["shared_videos"] == 0 and split["shared_sources"] == 0
@@ -40,13 +42,14 @@ def check_run(report, data_dir, database_url, backbone):
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["video_accuracy"] <= 1.0
     cm = metrics["confusion_matrix"]
     assert sum(map(sum, cm)) == split["test_crops"]
-    assert len(report["history"]["loss"]) == 1 and "val_loss" in report["history"]
+    assert len(report["history"]["loss"]) == metrics["epochs_run"] <= epochs and "val_loss" in report["history"]
 
     run_dir = data_dir / "runs" / report["run_id"]
     assert Path(report["artifacts"]["model"]) == run_dir / "model.keras" and (run_dir / "model.keras").stat().st_size
-    for name in ("config.json", "history.csv", "metrics.json", "test_predictions.csv"):
+    for name in ("config.json", "history.csv", "metrics.json", "test_predictions.csv", "report.html"):
         assert (run_dir / name).is_file(), name
-    assert sorted(Path(p).name for p in report["artifacts"]["plots"]) == ["confusion_matrix.png", "history.png", "roc.png"]
+    assert sorted(Path(p).name for p in report["artifacts"]["plots"]) == ["confusion_matrix.png", "history.png", "roc.png",
+                                                                         "video_confusion_matrix.png"]
     for plot in report["artifacts"]["plots"]:
         assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((run_dir / "config.json").read_text())
@@ -71,27 +74,9 @@ def check_run(report, data_dir, database_url, backbone):
     assert progress["phase"] == "done"
 
 
-def test_embedded_train_report_runs_and_predict(training_dataset, tmp_path):
-    data_dir = tmp_path / "data"
-    env = pipeline_env(DATA_DIR=data_dir)
-    run_cli_json(["ingest", str(training_dataset), "--workers", "2"], env)
-    report = run_cli_json(TRAIN_ARGS, env)
-    check_run(report, data_dir, f"sqlite:///{data_dir / 'pipeline.db'}", "resnet50")
-    assert "train.fit" in (data_dir / "logs" / "worker-train.log").read_text()  # a real gpu-queue worker ran it
-
-    assert run_cli_json(["report"], env)["run_id"] == report["run_id"]
-    assert run_cli_json(["report", report["run_id"]], env)["metrics"] == report["metrics"]
-    (row,) = run_cli_json(["runs"], env)
-    assert row["run_id"] == report["run_id"] and row["accuracy"] == report["metrics"]["accuracy"]
-
-    fake = training_dataset / "Celeb-synthesis" / "id0_id1_0000.mp4"
-    blank = training_dataset.parent / "new0" / "blank.mp4"
-    judged = run_cli_json(["predict", str(fake), str(blank)], env)
-    assert judged[0]["video"] == str(fake) and judged[0]["faces"] >= 2
-    assert 0.0 <= judged[0]["fake_probability"] <= 1.0 and judged[0]["label"] in ("real", "fake")
-    assert judged[1] == {"video": str(blank), "fake_probability": None, "label": None, "faces": 0}
-    text_out = run_cli(["predict", str(blank)], env).stdout
-    assert "no face" in text_out
+# The embedded path (ingest, train on a local gpu-queue worker, report, runs, predict) is checked
+# by the learning guard, tests/test_learning.py, on the run it trains: one ingest and one
+# training for both (the suite's time is bounded, issue #11).
 
 
 def test_distributed_train_on_a_gpu_queue_worker(training_dataset, tmp_path, pg_url, redis_url):

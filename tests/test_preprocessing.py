@@ -19,6 +19,7 @@ KERAS_PREPROCESS_INPUT = {
     "resnet50": keras.applications.resnet50.preprocess_input,
     "efficientnetb0": keras.applications.efficientnet.preprocess_input,
     "mobilenetv2": keras.applications.mobilenet_v2.preprocess_input,
+    "tiny": keras.applications.mobilenet_v2.preprocess_input,  # [-1, 1], like MobileNetV2
 }
 
 
@@ -31,8 +32,8 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     return path
 
 
-def test_backbones_are_the_supported_three_with_resnet50_first():
-    assert BACKBONES == ("resnet50", "efficientnetb0", "mobilenetv2")
+def test_backbones_are_the_supported_four_with_resnet50_first():
+    assert BACKBONES == ("resnet50", "efficientnetb0", "mobilenetv2", "tiny")
     assert set(KERAS_PREPROCESS_INPUT) == set(BACKBONES)
 
 

@@ -2,6 +2,7 @@ import pytest
 
 from shared.errors import InputError
 from workers.planning.split import CropRef, split_crops, split_summary
+from shared.labels import FAKE, REAL
 
 
 def dataset(identities=10, youtube=8, crops_per_video=3):
@@ -88,3 +89,24 @@ def test_no_crops_one_class_or_an_empty_side_are_input_errors():
         split_crops(one_group, "video")
     with pytest.raises(InputError, match="unknown split"):
         split_crops(dataset(), "random")
+
+
+def test_validation_holds_both_classes_when_the_training_side_can_spare_a_group():
+    # One big mixed identity group and many single real videos: by size alone, validation
+    # would get real videos only (issue #11: a one-class validation chose the checkpoint).
+    crops = []
+    crop_id = 0
+    for identity in range(6):  # id groups: 2 real + 3 fake videos each
+        for v in range(5):
+            video_id = identity * 10 + v
+            crops.append(CropRef(crop_id, video_id, FAKE if v >= 2 else REAL, f"id{identity}", False))
+            crop_id += 1
+    for k in range(30):  # YouTube-real: groups of one
+        crops.append(CropRef(crop_id, 1000 + k, REAL, f"yt{k}", False))
+        crop_id += 1
+
+    for seed in range(10):
+        assignment = split_crops(crops, "video", test_size=0.2, val_size=0.1, seed=seed)
+        for part in ("train", "val", "test"):
+            labels = {c.label for c in crops if assignment[c.crop_id] == part}
+            assert labels == {REAL, FAKE}, (seed, part, labels)

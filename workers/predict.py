@@ -19,31 +19,48 @@ def load_run_model(model_path: str | Path):
 
 
 def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams, threshold: float = 0.5,
-                detector=None) -> dict:
-    """{"video", "fake_probability", "label", "faces"}; no verdict when no face is found."""
+                detector=None, explain_dir: Path | str | None = None) -> dict:
+    """{"video", "fake_probability", "label", "faces", "threshold", "crop_probabilities"}, and
+    "explanation" (the contact sheet's path) with ``explain_dir``; no verdict when no face is found.
+
+    The verdict: fake when the mean fake probability of the crops is >= ``threshold`` (the run's,
+    chosen on its validation part)."""
     from workers.training.fit import predict_probabilities
 
     crops = extract_face_crops(path, params, detector=detector).crops
-    result = {"video": str(path), "fake_probability": None, "label": None, "faces": len(crops)}
+    result = {"video": str(path), "fake_probability": None, "label": None, "faces": len(crops),
+              "threshold": threshold, "crop_probabilities": []}
     if not crops:
         return result
     images = np.stack([cv2.cvtColor(c.image_bgr, cv2.COLOR_BGR2RGB) for c in crops])
     probabilities = predict_probabilities(model, images, backbone=backbone)
     probability = float(np.mean(probabilities))
-    result.update(fake_probability=round(probability, 6), label="fake" if probability >= threshold else "real")
+    label = "fake" if probability >= threshold else "real"
+    result.update(fake_probability=round(probability, 6), label=label,
+                  crop_probabilities=[round(float(p), 6) for p in probabilities])
+    if explain_dir is not None:
+        from workers.training.explain import contact_sheet, gradcam
+
+        _, heatmaps = gradcam(model, images, backbone=backbone)
+        captions = [f"t={c.timestamp_s:.1f}s" for c in crops]
+        sheet = Path(explain_dir) / f"{Path(path).stem}.png"
+        contact_sheet(images, heatmaps, probabilities, sheet, captions=captions, threshold=threshold,
+                      title=f"{Path(path).name}: {label.upper()} (fake probability {probability:.3f}, "
+                            f"threshold {threshold:.3f}, {len(crops)} faces)")
+        result["explanation"] = str(sheet)
     return result
 
 
-def judge_videos(videos: list[Path | str], run) -> list[dict]:
+def judge_videos(videos: list[Path | str], run, explain_dir: Path | str | None = None) -> list[dict]:
     """Every video judged by a finished run's model, with the ingest parameters its crops were made
-    with (recorded in the run's config) and its verdict threshold."""
+    with (recorded in the run's config) and its verdict threshold (``judge_video``)."""
     params = IngestParams.from_dict(run.config.get("ingest"))
     model = load_run_model(run.artifacts["model"])
     results = []
     for path in videos:
         try:
             results.append(judge_video(path, model, backbone=run.config["backbone"], params=params,
-                                       threshold=run.config.get("threshold", 0.5)))
+                                       threshold=run.config.get("threshold", 0.5), explain_dir=explain_dir))
         except VideoError as exc:
             raise VideoError(f"{path}: {exc}") from None
     return results

@@ -1,4 +1,4 @@
-"""`orchestrator train`, `report`, `runs` and `predict`."""
+"""`orchestrator train`, `report`, `runs`, `predict` and `export-model`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 from orchestrator.options import train_config_options
 from orchestrator.output import format_prediction, format_report, format_runs, json_option, print_json
-from shared.errors import WorkFailed
+from shared.errors import InputError, WorkFailed
 from shared.labels import RUN_FAILED, RUN_RUNNING
 
 
@@ -65,15 +65,38 @@ def runs_command(as_json):
 @click.command("predict")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--run", "run_id", help="The run whose model judges (default: the latest finished run).")
+@click.option("--explain", "explain_dir", type=click.Path(path_type=Path), default=None,
+              help="Write one contact sheet PNG per video into DIR: each crop with its Grad-CAM heatmap.")
 @json_option
-def predict_command(videos, run_id, as_json):
+def predict_command(videos, run_id, explain_dir, as_json):
     """Fake probability of each video: mean over its face crops, made exactly as ingest makes them."""
     from orchestrator.jobs import predict_videos
 
-    run, results = predict_videos(list(videos), run_id)
+    run, results = predict_videos(list(videos), run_id, explain_dir=explain_dir)
     if as_json:
         print_json(results)
         return
-    click.echo(f"run {run.id} ({run.config['backbone']})")
+    click.echo(f"run {run.id} ({run.config['backbone']}, threshold {run.config.get('threshold', 0.5):.3f})")
     for result in results:
         click.echo(format_prediction(result))
+
+
+@click.command("export-model")
+@click.argument("args", nargs=-1, required=True, metavar="[RUN_ID] DIR")
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "tflite"]), default="savedmodel", show_default=True)
+@json_option
+def export_model_command(args, fmt, as_json):
+    """Export a run's model (the latest finished by default) for serving: it takes raw RGB uint8
+    crops of the run's image size and returns their fake probabilities."""
+    from orchestrator.jobs import export_run_model
+
+    if len(args) > 2:
+        raise InputError("export-model takes [RUN_ID] DIR")
+    run_id, dest = (None, Path(args[0])) if len(args) == 1 else (args[0], Path(args[1]))
+    run, described = export_run_model(run_id, dest, fmt)
+    if as_json:
+        print_json(described)
+        return
+    size = described["input"]["shape"][1]
+    click.echo(f"run {run.id}: {fmt} written to {described['path']} (input uint8 RGB crops (N, {size}, {size}, 3), "
+               f"output fake probability (N, 1); threshold {described['threshold']}; see {dest / 'serving.json'})")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import insert, select
 
-from db.models import Crop, Ingest, Run, SplitMember, Video
+from db.models import Crop, Dataset, Ingest, Run, SplitMember, Video
 from db.session import session_scope
 from shared.errors import InputError
-from shared.labels import DONE, RUN_DONE, RUN_FINISHED, RUN_QUEUED, RUN_RUNNING
+from shared.labels import DONE, LABEL_NAMES, RUN_DONE, RUN_FINISHED, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
 from shared.train_config import TrainConfig
 from workers.celery_app import TRAIN_TASK, app
@@ -150,6 +151,23 @@ def list_runs() -> list[dict]:
                 "weights": run.config.get("weights"),
                 "test_crops": (run.split or {}).get("test_crops"),
                 "leaks": (run.split or {}).get("leaks"),
+                "warnings": metrics.get("warnings") or [],
                 **{k: metrics.get(k) for k in ("accuracy", "auc", "eer", "video_auc", "video_accuracy")},
             })
     return rows
+
+
+def held_out_examples(run_id: str) -> list[tuple[str, Path]]:
+    """[("real", path), ("fake", path)]: the first video of each class in the run's test part."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(Video.label, Dataset.root, Video.rel_path).join(Crop, Crop.video_id == Video.id)
+            .join(Dataset, Dataset.id == Video.dataset_id)
+            .join(SplitMember, SplitMember.crop_id == Crop.id)
+            .where(SplitMember.run_id == run_id, SplitMember.part == "test")
+            .distinct().order_by(Dataset.root, Video.rel_path)
+        ).all()
+    chosen = {}
+    for label, root, rel_path in rows:
+        chosen.setdefault(LABEL_NAMES[label], Path(root) / rel_path)
+    return [(name, chosen[name]) for name in ("real", "fake") if name in chosen]

@@ -70,6 +70,27 @@ def _assign_groups(groups: dict[str, list[CropRef]], fractions: dict[str, float]
     return assignment
 
 
+def _give_validation_both_classes(groups: dict[str, list[CropRef]], assignment: dict[str, str]) -> None:
+    """Move the smallest training group that holds a class missing from validation into it.
+
+    A one-class validation part chose the checkpoint and reported val AUC 0.0 in issue #11; it
+    also cannot choose a threshold. A class is only moved while the training side keeps it in
+    another group, so training never loses a class."""
+    for label in (REAL, FAKE):
+        if any(c.label == label for key, refs in groups.items() if assignment.get(key) == VAL for c in refs):
+            continue
+        if not any(assignment.get(key) == VAL for key in groups):
+            return  # no validation part at all (val_size 0 or too few groups): nothing to balance
+        holders = sorted((len({c.video_id for c in refs}), key) for key, refs in groups.items()
+                         if assignment.get(key) == TRAIN and any(c.label == label for c in refs))
+        for _, key in holders:
+            remaining = {c.label for k, refs in groups.items() if assignment.get(k) == TRAIN and k != key
+                         for c in refs}
+            if remaining == {REAL, FAKE}:
+                assignment[key] = VAL
+                break
+
+
 def split_crops(crops: list[CropRef], strategy: str, *, test_size: float = 0.2, val_size: float = 0.1,
                 seed: int = 42) -> dict[int, str]:
     """crop id -> part. Raises InputError when the data cannot make a usable split."""
@@ -105,10 +126,12 @@ def split_crops(crops: list[CropRef], strategy: str, *, test_size: float = 0.2, 
                 if kept:
                     train_side[key] = kept
             assignment = _assign_groups(train_side, {TRAIN: 1.0 - val_size, VAL: val_size}, seed)
+            _give_validation_both_classes(train_side, assignment)
             result = {c.crop_id: TEST if c.video_id in test_videos else assignment[c.group_key] for c in crops}
         else:
             fractions = {TEST: test_size, VAL: (1.0 - test_size) * val_size, TRAIN: (1.0 - test_size) * (1.0 - val_size)}
             assignment = _assign_groups(groups, fractions, seed)
+            _give_validation_both_classes(groups, assignment)
             result = {c.crop_id: assignment[c.group_key] for c in crops}
 
     by_id = {c.crop_id: c for c in crops}

@@ -80,13 +80,15 @@ def train(
     config: dict,
     out_dir: Path,
     on_progress: ProgressCallback | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
     """Train on crop files; keep the epoch with the lowest validation loss.
 
     Writes ``model.keras`` and ``history.csv`` into ``out_dir``. Without validation crops,
     every epoch runs and the final model is saved. ``on_progress(dict)`` is called at each
     epoch's start and end and about once a second in between; an exception it raises
-    stops training (and propagates). Returns model_path, history (per-epoch lists),
+    stops training (and propagates). ``extra_callbacks`` (e.g. TensorBoard) are added to
+    Keras's own. Returns model_path, history (per-epoch lists),
     epochs_run, best_epoch (1-based), train_images_per_s and the resolved config, with what
     was used added: jit_used, mixed_precision_used, replicas_used, global_batch_size, devices.
 
@@ -155,6 +157,7 @@ def train(
                 monitor="val_loss", patience=EARLY_STOPPING_PATIENCE, restore_best_weights=True
             ),
         ]
+    callbacks += list(extra_callbacks)
     if on_progress is not None:
         batches = count_batches(len(train_paths), global_batch)
         callbacks.append(ProgressReporter(on_progress, config["epochs"], batches))

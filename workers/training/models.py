@@ -242,6 +242,12 @@ def _resolve_weights(backbone: str, weights: str | Path | None, image_size: int)
 
 
 def _build_backbone(backbone: str, weights: str | None, image_size: int) -> keras.Model:
+    if backbone == "tiny":
+        if weights is not None:
+            raise WeightsUnavailableError("the tiny backbone has no pretrained weights: use --weights none")
+        from workers.training.tiny import tiny_backbone
+
+        return tiny_backbone(image_size)
     model_class = backbone_class(backbone)
     try:
         return model_class(include_top=False, input_shape=(image_size, image_size, 3), weights=weights)

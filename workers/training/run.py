@@ -17,6 +17,9 @@ from shared.process import process_name
 from shared.settings import get_settings
 
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "test_predictions.csv"
+TENSORBOARD_DIR = "tensorboard"
+# TensorBoard scalars: per epoch, and every this many training batches.
+TENSORBOARD_EVERY_BATCHES = 10
 
 
 def run_dir(run_id: str) -> Path:
@@ -80,9 +83,11 @@ def describe_progress(event: dict | None) -> str:
 def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = None) -> dict:
     """Train on the run's train part (validation for checkpoint choice), score the test part
     once, write every artifact into DATA_DIR/runs/<run_id>/, and record the outcome."""
-    from workers.training.evaluate import compute_metrics
+    from workers.training.evaluate import compute_metrics, video_scores
     from workers.training.fit import load_model, predict_probabilities, train
     from workers.training.plots import plot_confusion_matrix, plot_history, plot_roc
+    from workers.training.report_html import write_report_html
+    from workers.training.threshold import choose_threshold, run_warnings
 
     with session_scope() as session:
         run = session.get(Run, run_id)
@@ -93,6 +98,7 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
         run.status, run.started_at, run.worker = RUN_RUNNING, utcnow(), process_name()
         run.error, run.progress = None, None
         config, split_info = dict(run.config), dict(run.split or {})
+        created_at = run.created_at
 
     out_dir = run_dir(run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -100,14 +106,32 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
     try:
         split = load_split(run_id)
         (out_dir / CONFIG_FILE).write_text(json.dumps({"run_id": run_id, **config, "split": split_info}, indent=2))
+        tensorboard = _tensorboard_callbacks(out_dir / TENSORBOARD_DIR)
         fitted = train(split["train"]["paths"], split["train"]["labels"], split["val"]["paths"],
-                       split["val"]["labels"], config, out_dir, on_progress=progress)
+                       split["val"]["labels"], config, out_dir, on_progress=progress,
+                       extra_callbacks=tensorboard)
         progress({"phase": "evaluate"})
         model = load_model(fitted["model_path"])
-        test = split["test"]
+        val, test = split["val"], split["test"]
+        # The threshold is chosen on the validation videos, never on the test set.
+        val_probabilities = predict_probabilities(model, val["paths"], batch_size=config["batch_size"])
+        val_videos = video_scores(val["video_ids"], val_probabilities, val["labels"])
+        chosen = choose_threshold(val_videos.labels, val_videos.probabilities,
+                                  fallback=float(config.get("threshold", 0.5)))
         probabilities = predict_probabilities(model, test["paths"], batch_size=config["batch_size"])
-        metrics = compute_metrics(test["labels"], probabilities, test["video_ids"],
-                                  threshold=config.get("threshold", 0.5))
+        metrics = compute_metrics(test["labels"], probabilities, test["video_ids"], threshold=chosen["threshold"])
+        warnings = run_warnings(test_labels=test["labels"], test_probabilities=probabilities,
+                                val_labels=val["labels"], val_probabilities=val_probabilities,
+                                train_labels=split["train"]["labels"])
+        if chosen["warning"] and not any(w.startswith(("ONE-CLASS VALIDATION", "EMPTY VALIDATION")) for w in warnings):
+            warnings.append(chosen["warning"])
+        val_metrics = compute_metrics(val["labels"], val_probabilities, val["video_ids"], threshold=chosen["threshold"])
+        metrics.update(
+            threshold_rule=chosen["rule"],
+            val_video_balanced_accuracy=chosen["balanced_accuracy"],
+            val_auc=val_metrics["auc"], val_video_auc=val_metrics["video_auc"],
+            warnings=warnings,
+        )
         metrics["train_images_per_s"] = fitted["train_images_per_s"]
         metrics["best_epoch"], metrics["epochs_run"] = fitted["best_epoch"], fitted["epochs_run"]
 
@@ -118,10 +142,14 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
         plots = [
             plot_history(fitted["history"], out_dir / "history.png"),
             plot_confusion_matrix(metrics["confusion_matrix"], out_dir / "confusion_matrix.png",
-                                  title="Test crops"),
+                                  title=f"Test crops (threshold {chosen['threshold']:.3f})"),
+            plot_confusion_matrix(metrics["video_confusion_matrix"], out_dir / "video_confusion_matrix.png",
+                                  title=f"Test videos (threshold {chosen['threshold']:.3f})"),
             plot_roc(test["labels"], probabilities, out_dir / "roc.png"),
         ]
         (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        config = {**config, **fitted["config"], "threshold": chosen["threshold"], "threshold_rule": chosen["rule"]}
+        (out_dir / CONFIG_FILE).write_text(json.dumps({"run_id": run_id, **config, "split": split_info}, indent=2))
         artifacts = {
             "dir": str(out_dir),
             "model": fitted["model_path"],
@@ -130,11 +158,18 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
             "history": str(out_dir / "history.csv"),
             "predictions": str(out_dir / PREDICTIONS_FILE),
             "plots": [str(p) for p in plots],
+            "tensorboard": str(out_dir / TENSORBOARD_DIR) if tensorboard else None,
+            "report_html": str(out_dir / "report.html"),
         }
+        finished_at = utcnow()
+        write_report_html({"run_id": run_id, "status": RUN_DONE, "config": config, "split": split_info,
+                           "metrics": metrics, "artifacts": artifacts,
+                           "created_at": created_at.isoformat() if created_at else None,
+                           "finished_at": finished_at.isoformat()}, out_dir)
         with session_scope() as session:
             session.execute(update(Run).where(Run.id == run_id).values(
                 status=RUN_DONE, metrics=metrics, history=fitted["history"], artifacts=artifacts,
-                config={**config, **fitted["config"]}, finished_at=utcnow(), progress={"phase": "done"},
+                config=config, finished_at=finished_at, progress={"phase": "done"},
             ))
         return {"run_id": run_id, "status": RUN_DONE, "accuracy": metrics.get("accuracy"), "auc": metrics.get("auc")}
     except BaseException as exc:
@@ -143,3 +178,41 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
             session.execute(update(Run).where(Run.id == run_id).values(
                 status=RUN_FAILED, error=f"{type(exc).__name__}: {message}"[:2000], finished_at=utcnow()))
         raise
+
+
+def _tensorboard_callbacks(log_dir: Path) -> list:
+    """Keras's TensorBoard callback (per-epoch scalars, the model graph) and ``BatchScalars``
+    (every TENSORBOARD_EVERY_BATCHES batches); none when the tensorboard package is missing
+    (tf.summary needs it; tensorflow-cpu does not install it, the project's cpu extra does).
+
+    Keras's own ``update_freq=N`` is not used: its per-batch ``record_if`` stays active at epoch
+    end, so epoch scalars were only written when the epoch ended on a multiple of N (seen with
+    Keras 3.15: no ``epoch_loss`` at all in a 9-epoch run of 23 batches per epoch)."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return []
+    import keras
+    import tensorflow as tf
+
+    class BatchScalars(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.writer, self.step = None, 0
+
+        def on_train_begin(self, logs=None):
+            self.writer = tf.summary.create_file_writer(str(log_dir / "train_batches"))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if self.step % TENSORBOARD_EVERY_BATCHES == 0 and logs:
+                with self.writer.as_default(step=self.step):
+                    for name, value in logs.items():
+                        tf.summary.scalar(f"batch_{name}", float(value))
+
+        def on_train_end(self, logs=None):
+            if self.writer is not None:
+                self.writer.close()
+
+    return [keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch", write_graph=True,
+                                        profile_batch=0), BatchScalars()]

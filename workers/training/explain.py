@@ -1,0 +1,136 @@
+"""Pictures of why: Grad-CAM heatmaps over face crops, and one contact sheet PNG per video.
+
+Grad-CAM (Selvaraju et al., ICCV 2017): the gradient of the fake score (the logit of the fake
+probability) with respect to a convolutional feature map, averaged over space, weights that
+map's channels; their weighted sum, through a ReLU, shows where the evidence for "fake" lies.
+
+The model is walked as a chain of its top-level layers (input -> [preprocessing, augmentation]
+-> backbone -> pooling -> head), which holds for ``build_model``'s models and for models that
+carry their preprocessing inside. Inside a nested backbone the map is taken from its last layer
+whose output is at least ``MIN_MAP_SIDE`` pixels wide (the very last map of MobileNetV2 at a
+64 px input is 2x2: too coarse to show anything).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+MIN_MAP_SIDE = 4
+PROBABILITY_EPSILON = 1e-7
+
+
+def gradcam(model, images_rgb_uint8: np.ndarray, *, backbone: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(fake probability of each crop (N,), heatmaps (N, S, S) in [0, 1] at the crops' size)."""
+    import keras
+    import tensorflow as tf
+
+    from shared.preprocessing import preprocess
+    from workers.training.export import includes_preprocessing, model_image_size
+
+    images = np.asarray(images_rgb_uint8)
+    if images.ndim == 3:
+        images = images[np.newaxis]
+    size = model_image_size(model)
+    if images.shape[1:3] != (size, size):
+        images = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(images, [size, size], antialias=True)), 0, 255),
+                         tf.uint8).numpy()
+    x = tf.convert_to_tensor(images.astype(np.float32))
+    if not includes_preprocessing(model):
+        if backbone is None:
+            raise ValueError("the model has no preprocessing inside: its backbone must be given")
+        x = preprocess(x, backbone)
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    spatial = [i for i, layer in enumerate(layers) if len(layer.output.shape) == 4]
+    if not spatial:
+        raise ValueError(f"{model.name}: no layer with a spatial (N, H, W, C) output")
+    k = spatial[-1]
+    feature_layer = layers[k]
+    inner = _inner_map_model(feature_layer)
+
+    with tf.GradientTape() as tape:
+        h = x
+        for layer in layers[:k]:
+            h = layer(h, training=False)
+        if inner is not None:
+            feature_map, h = inner(h, training=False)
+        else:
+            h = feature_layer(h, training=False)
+            feature_map = h
+        tape.watch(feature_map)
+        for layer in layers[k + 1:]:
+            h = layer(h, training=False)
+        probability = tf.reshape(tf.cast(h, tf.float32), [-1])
+        clipped = tf.clip_by_value(probability, PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
+        logit = tf.math.log(clipped) - tf.math.log1p(-clipped)
+    grads = tape.gradient(logit, feature_map)
+    weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feature_map, tf.float32), axis=-1))
+    cam = tf.image.resize(cam[..., tf.newaxis], [size, size], method="bilinear")[..., 0].numpy()
+    peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
+    heatmaps = np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
+    return probability.numpy(), heatmaps.astype(np.float32)
+
+
+def _inner_map_model(layer):
+    """For a nested backbone model: a model giving (a finer feature map, the backbone's output)."""
+    import keras
+
+    if not isinstance(layer, keras.Model):
+        return None
+    final_side = layer.output.shape[1]
+    if final_side is not None and final_side >= MIN_MAP_SIDE:
+        return None
+    candidates = [
+        inner for inner in layer.layers
+        if len(inner.output.shape) == 4 and (inner.output.shape[1] or 0) >= MIN_MAP_SIDE
+        and not isinstance(inner, keras.layers.InputLayer)
+    ]
+    if not candidates:
+        return None
+    return keras.Model(layer.inputs, [candidates[-1].output, layer.output])
+
+
+def contact_sheet(
+    images_rgb_uint8: np.ndarray,
+    heatmaps: np.ndarray,
+    probabilities: Sequence[float],
+    path: str | Path,
+    *,
+    title: str,
+    captions: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    columns: int = 6,
+) -> Path:
+    """One PNG: every crop with its heatmap over it and its fake probability; ``title`` on top."""
+    from matplotlib.figure import Figure
+
+    n = len(images_rgb_uint8)
+    columns = max(1, min(columns, n))
+    rows = max(1, -(-n // columns))
+    fig = Figure(figsize=(2.1 * columns, 2.35 * rows + 0.7), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False).ravel())
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        image = np.asarray(images_rgb_uint8[i])
+        ax.imshow(image)
+        heat = heatmaps[i]
+        if heat.shape != image.shape[:2]:
+            import cv2
+
+            heat = cv2.resize(heat, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        ax.imshow(heat, cmap="jet", alpha=0.45 * (heat > 0.05), vmin=0, vmax=1)
+        p = float(probabilities[i])
+        colour = "crimson" if p >= threshold else "seagreen"
+        caption = f"p(fake) {p:.3f}" + (f"\n{captions[i]}" if captions else "")
+        ax.set_title(caption, fontsize=9, color=colour)
+    fig.suptitle(title, fontsize=11)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, format="png")
+    return path
