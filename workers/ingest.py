@@ -17,7 +17,7 @@ from db.session import session_scope
 from shared.labels import DONE, FAILED, FINISHED_STATUSES, NO_FACE, RUNNING
 from shared.settings import get_settings
 from workers.faces import Box, crop_face, detect_faces
-from workers.video import SampledFrames, VideoError, VideoInfo, open_video
+from workers.video import SampledFrames, SeekMismatch, VideoError, VideoInfo, index_stream, open_video
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,14 @@ class IngestParams:
     size: int = 128
     detect_max_side: int = 480
     detect_batch: int = 8
+    # Smallest face searched for, as a fraction of the frame's shorter side (never under MTCNN's
+    # 20 px of the frame shrunk to detect_max_side; 0: those 20 px). Faces of Celeb-DF are large:
+    # skipping the pyramid levels of small faces is most of the detector's saving (docs/benchmarks.md).
+    min_face_fraction: float = 0.0
+    # Seek to the sampled frames when the keyframes let a seek decode fewer frames than a walk.
+    seek: bool = True
+    # The compiled MTCNN stages (workers/detector.py); False: the package's eager detect_faces.
+    compiled_detector: bool = True
 
     @classmethod
     def from_settings(cls, **overrides) -> "IngestParams":
@@ -68,8 +76,17 @@ class VideoCrops:
 def extract_face_crops(path: Path | str, params: IngestParams, detector=None) -> VideoCrops:
     """Every face crop of one video file. Raises VideoError when the file is not a readable video."""
     capture, info = open_video(path)
+    index = index_stream(path) if params.seek else None
+    try:
+        return _extract(capture, info, params, detector, index)
+    except SeekMismatch:
+        capture, info = open_video(path)  # a seek landed elsewhere: read this video by walking it
+        return _extract(capture, info, params, detector, None)
+
+
+def _extract(capture, info: VideoInfo, params: IngestParams, detector, index) -> VideoCrops:
     crops: list[FaceCrop] = []
-    frames = SampledFrames(capture, info.fps, params.every_s)
+    frames = SampledFrames(capture, info.fps, params.every_s, index)
     sampled = 0
     batch = []
 
@@ -78,7 +95,9 @@ def extract_face_crops(path: Path | str, params: IngestParams, detector=None) ->
             [f.image_bgr for f in batch],
             min_confidence=params.min_confidence,
             max_side=params.detect_max_side,
+            min_face_fraction=params.min_face_fraction,
             detector=detector,
+            compiled=params.compiled_detector,
         )
         for frame, faces in zip(batch, faces_per_frame):
             for face_index, face in enumerate(faces):
