@@ -57,6 +57,8 @@ def transcode_h264(src: Path, dest: Path) -> Path | None:
     if shutil.which("ffmpeg") is None:
         return None
     for path in sorted(src.rglob("*")):
+        if path.name.startswith("."):
+            continue
         target = dest / path.relative_to(src)
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
@@ -80,12 +82,13 @@ def decode_only(dataset: Path, every_s: float, rounds: int) -> dict:
     cv2.setNumThreads(1)
     videos = sorted(dataset.rglob("*.mp4"))
     times = {"walk": [], "seek": []}
+    cpu = {"walk": [], "seek": []}  # process CPU time (FFmpeg's threads included): steadier on a loaded machine
     decoded = {"walk": 0, "seek": 0}
     seeks = 0
     for _ in range(rounds):
         for mode in ("walk", "seek"):
             decoded[mode] = 0
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for path in videos:
                 index = index_stream(path) if mode == "seek" else None
                 capture, info = open_video(path)
@@ -96,7 +99,9 @@ def decode_only(dataset: Path, every_s: float, rounds: int) -> dict:
                 decoded[mode] += frames.frames_decoded
                 seeks += frames.seeks if mode == "seek" else 0
             times[mode].append((time.perf_counter() - t0) / len(videos))
+            cpu[mode].append((time.process_time() - c0) / len(videos))
     return {mode: {"s_per_video": round(statistics.median(t), 4), "rounds": [round(x, 4) for x in t],
+                   "cpu_s_per_video": round(statistics.median(cpu[mode]), 4),
                    "frames_decoded_per_video": round(decoded[mode] / len(videos), 1)}
             for mode, t in times.items()} | {"seeks_per_video": round(seeks / rounds / len(videos), 2)}
 
@@ -108,7 +113,7 @@ def notebook_loop(videos: list[Path], out_dir: Path) -> dict:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     faces = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for path in videos:
         detector = MTCNN()
         capture = cv2.VideoCapture(str(path))
@@ -129,9 +134,9 @@ def notebook_loop(videos: list[Path], out_dir: Path) -> dict:
                             faces += 1
             count += 1
         capture.release()
-    seconds = time.perf_counter() - start
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     return {"videos": len(videos), "seconds": round(seconds, 2), "videos_per_s": round(len(videos) / seconds, 3),
-            "crops": faces}
+            "cpu_s": round(cpu_s, 2), "videos_per_cpu_s": round(len(videos) / cpu_s, 3), "crops": faces}
 
 
 def task_in_process(dataset: Path, data_dir: Path, threads: int, overrides: dict) -> dict:
@@ -159,21 +164,22 @@ def task_in_process(dataset: Path, data_dir: Path, threads: int, overrides: dict
     plan = register_videos(scan_dataset(dataset), params.as_dict(), retry_failed=False, embedded=True)
     get_detector().warm_up()  # built and traced once per worker process; not part of a video's cost
     per_video, work, crops = [], [], 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for video_id, _ in plan.to_enqueue:
         t0 = time.perf_counter()
         summary = process_video(video_id, params)
         per_video.append(time.perf_counter() - t0)
         work.append(summary["work_seconds"])
         crops += summary.get("crops", 0)
-    seconds = time.perf_counter() - start
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     with session_scope() as session:  # which frames had a face: to count faces lost between variants
         rows = session.execute(select(Video.rel_path, Crop.frame_index).join(Crop, Crop.video_id == Video.id)).all()
     faces: dict[str, list[int]] = {}
     for rel_path, frame_index in rows:
         faces.setdefault(rel_path, []).append(frame_index)
     return {"params": params.as_dict(), "videos": len(per_video), "seconds": round(seconds, 2),
-            "videos_per_s": round(len(per_video) / seconds, 3),
+            "videos_per_s": round(len(per_video) / seconds, 3), "cpu_s": round(cpu_s, 2),
+            "videos_per_cpu_s": round(len(per_video) / cpu_s, 3),
             "mean_task_s": round(statistics.mean(per_video), 4), "mean_work_s": round(statistics.mean(work), 4),
             "crops": crops, "faces_by_video": {k: sorted(v) for k, v in sorted(faces.items())}}
 
@@ -219,7 +225,8 @@ class PeakMemory(threading.Thread):
         return pids
 
 
-def pipeline(dataset: Path, data_dir: Path, workers: int, env_extra: dict, threads: int | None) -> dict:
+def pipeline(dataset: Path, data_dir: Path, workers: int, env_extra: dict, threads: int | None,
+             repo: Path = REPO) -> dict:
     """`orchestrator ingest` end to end; throughput from the first task start to the last finish."""
     from sqlalchemy import create_engine, text
 
@@ -230,14 +237,14 @@ def pipeline(dataset: Path, data_dir: Path, workers: int, env_extra: dict, threa
     cmd = [sys.executable, "-m", "orchestrator.cli", "ingest", str(dataset), "--workers", str(workers), "--json"]
     worker_proc = None
     if "CELERY_BROKER_URL" in env_extra:
-        subprocess.run([sys.executable, "-m", "orchestrator.cli", "db", "upgrade"], env=env, cwd=REPO, check=True,
+        subprocess.run([sys.executable, "-m", "orchestrator.cli", "db", "upgrade"], env=env, cwd=repo, check=True,
                        capture_output=True)
         worker_proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "cpu", "-c", str(workers),
-             "--loglevel", "WARNING"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--loglevel", "WARNING"], env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cmd.append("--wait")
     start, start_epoch = time.perf_counter(), time.time()
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     monitor = PeakMemory(worker_proc.pid if worker_proc else proc.pid)
     monitor.start()
     stdout, _ = proc.communicate()
@@ -296,24 +303,37 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["notebook", "task_before", "task", "decode", "pipeline"])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="pipeline worker counts")
+    parser.add_argument("--before-repo", type=Path,
+                        help="a checkout of the code before (git archive <commit> | tar -x -C DIR): its "
+                             "`orchestrator ingest` runs as pipeline_before_N, interleaved with ours")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of every part (interleaved); medians are reported")
+    parser.add_argument("--datasets", type=Path,
+                        help="folder to keep the generated datasets in and reuse them from (same options only)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    store = args.datasets or work
     sets: dict[str, Path] = {}
     notebook_videos: list[Path] = []
     for size in args.sizes:
         width, height = (int(v) for v in size.split("x"))
-        root = work / f"celeb-df-{size}"
-        videos = make_dataset(root, args.reals, args.fakes, args.seconds, args.fps, (width, height))
+        tag = f"{size}-{args.reals}r{args.fakes}f-{args.seconds:g}s-{args.fps:g}fps"
+        root = store / f"celeb-df-{tag}"
+        done = root / ".complete"
+        if not done.exists():
+            make_dataset(root, args.reals, args.fakes, args.seconds, args.fps, (width, height))
+            done.touch()
+        videos = sorted(root.rglob("*.mp4"))
         notebook_videos = notebook_videos or videos
         sets[f"{size}/mp4v"] = root
         if not args.no_h264:
-            h264 = transcode_h264(root, work / f"celeb-df-{size}-h264")
-            if h264 is not None:
-                sets[f"{size}/h264"] = h264
+            h264_root = store / f"celeb-df-{tag}-h264"
+            if not (h264_root / ".complete").exists() and transcode_h264(root, h264_root) is not None:
+                (h264_root / ".complete").touch()
+            if (h264_root / ".complete").exists():
+                sets[f"{size}/h264"] = h264_root
     first = next(iter(sets))
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_avg_at_start": os.getloadavg()},
@@ -348,6 +368,10 @@ def main() -> None:
                     reset_remote(args.broker, args.database)
                 add(f"pipeline_{n}", pipeline(sets[first], work / f"pipeline-{n}-{round_no}", n, extra,
                                               args.threads if args.threads > 0 else None))
+                if args.before_repo:
+                    add(f"pipeline_before_{n}", pipeline(sets[first], work / f"pipeline-before-{n}-{round_no}", n,
+                                                         extra, args.threads if args.threads > 0 else None,
+                                                         repo=args.before_repo))
     for part, results in rounds.items():
         report[part] = median_result(results) if "videos_per_s" in results[0] else results[0]
         report[f"{part}_rounds"] = results
@@ -382,7 +406,11 @@ def ratio_of_rounds(report: dict, top: str, bottom: str) -> dict | None:
     if not tops or not bottoms:
         return None
     per_round = [round(t["videos_per_s"] / b["videos_per_s"], 2) for t, b in zip(tops, bottoms)]
-    return {"median": statistics.median(per_round), "rounds": per_round}
+    result = {"median": statistics.median(per_round), "rounds": per_round}
+    if all("videos_per_cpu_s" in r for r in tops + bottoms):
+        cpu = [round(t["videos_per_cpu_s"] / b["videos_per_cpu_s"], 2) for t, b in zip(tops, bottoms)]
+        result |= {"cpu_median": statistics.median(cpu), "cpu_rounds": cpu}
+    return result
 
 
 def faces_lost(before: dict, after: dict) -> dict:
@@ -412,18 +440,25 @@ def summarize(report: dict, sets: dict, first: str) -> None:
         if f"decode@{name}" in report and f"task@{name}" in report:
             decode = report[f"decode@{name}"]
             row["decode_s_per_video"] = {m: decode[m]["s_per_video"] for m in ("walk", "seek")}
+            row["decode_cpu_s_per_video"] = {m: decode[m]["cpu_s_per_video"] for m in ("walk", "seek")}
             row["decode_share_of_task"] = round(decode["seek"]["s_per_video"] / report[f"task@{name}"]["mean_work_s"], 3)
             if f"task_before@{name}" in report:
                 row["decode_share_of_task_before"] = round(
                     decode["walk"]["s_per_video"] / report[f"task_before@{name}"]["mean_work_s"], 3)
         derived[name] = row
-    if "pipeline_1" in report and "pipeline_2" in report:
-        derived["two_vs_one_worker"] = ratio_of_rounds(report, "pipeline_2", "pipeline_1")
-    for n in (1, 2):
-        if f"pipeline_{n}" in report and "notebook" in report:
-            walls = [round(nb["seconds"] / p["wall_s_including_startup"], 2)
-                     for nb, p in zip(report["notebook_rounds"], report[f"pipeline_{n}_rounds"])]
-            derived[f"pipeline_{n}_wall_vs_notebook"] = {"median": statistics.median(walls), "rounds": walls}
+    for prefix in ("pipeline", "pipeline_before"):
+        if f"{prefix}_1" in report and f"{prefix}_2" in report:
+            derived[f"{prefix}_two_vs_one_worker"] = ratio_of_rounds(report, f"{prefix}_2", f"{prefix}_1")
+        for n in (1, 2):
+            if f"{prefix}_{n}" not in report:
+                continue
+            rounds_ = report[f"{prefix}_{n}_rounds"]
+            derived[f"{prefix}_{n}_startup_s"] = statistics.median(r["startup_s"] for r in rounds_)
+            derived[f"{prefix}_{n}_teardown_s"] = statistics.median(r["teardown_s"] for r in rounds_)
+            if "notebook" in report:
+                walls = [round(nb["seconds"] / p["wall_s_including_startup"], 2)
+                         for nb, p in zip(report["notebook_rounds"], rounds_)]
+                derived[f"{prefix}_{n}_wall_vs_notebook"] = {"median": statistics.median(walls), "rounds": walls}
     if "pipeline_1" in report and f"task@{first}" in report:
         per_video_pipeline = report["pipeline_1"]["window_s"] / report["pipeline_1"]["videos"]
         per_video_task = report[f"task@{first}"]["mean_work_s"]

@@ -29,9 +29,11 @@ class IngestParams:
     detect_max_side: int = 480
     detect_batch: int = 8
     # Smallest face searched for, as a fraction of the frame's shorter side (never under MTCNN's
-    # 20 px of the frame shrunk to detect_max_side; 0: those 20 px). Faces of Celeb-DF are large:
-    # skipping the pyramid levels of small faces is most of the detector's saving (docs/benchmarks.md).
-    min_face_fraction: float = 0.0
+    # 20 px of the frame shrunk to detect_max_side; 0: those 20 px, as before). Faces of Celeb-DF
+    # are large: skipping the pyramid levels of small faces is most of the detector's saving. At
+    # 0.15 faces from 15 % of the shorter side up are found as at 0 (75 px of a 500 px frame);
+    # recall and cost per fraction, measured: docs/benchmarks.md ("Minimum face size").
+    min_face_fraction: float = 0.15
     # Seek to the sampled frames when the keyframes let a seek decode fewer frames than a walk.
     seek: bool = True
     # The compiled MTCNN stages (workers/detector.py); False: the package's eager detect_faces.
