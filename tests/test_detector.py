@@ -115,3 +115,12 @@ def test_the_eager_path_is_still_available(fast, astronaut_rgb):
     assert len(eager[0]) == len(compiled[0]) == 1
     a, b = eager[0][0].box, compiled[0][0].box
     assert max(abs(a.x - b.x), abs(a.y - b.y), abs(a.w - b.w), abs(a.h - b.h)) <= 2
+
+
+def test_one_trace_serves_every_frame_size_and_batch(fast, astronaut_rgb, hopper_rgb):
+    fast.warm_up()
+    stages = (fast._pnet_level, fast._rnet, fast._onet)
+    traces = [stage.experimental_get_tracing_count() for stage in stages]
+    for images in ([astronaut_rgb], [hopper_rgb] * 3, [cv2.resize(hopper_rgb, (200, 250))] * 2):
+        fast.detect(images, 30)
+    assert [stage.experimental_get_tracing_count() for stage in stages] == traces == [1, 1, 1]
