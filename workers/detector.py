@@ -107,6 +107,7 @@ class FastMTCNN:
     def detect(self, images_rgb: Sequence[np.ndarray], min_face_size: float = DEFAULT_MIN_FACE) -> np.ndarray:
         """Faces in same-sized RGB uint8 images: rows ``[image, x1, y1, x2, y2, confidence,
         x1..x5, y1..y5]`` (landmarks: left eye, right eye, nose, mouth left, mouth right)."""
+        import tensorflow as tf
         from mtcnn.utils.bboxes import (adjust_bboxes, generate_bounding_box, pick_matches, resize_to_square,
                                         smart_nms_from_bboxes, upscale_bboxes)
         from mtcnn.utils.landmarks import adjust_landmarks
@@ -120,10 +121,8 @@ class FastMTCNN:
         scales = pyramid_scales(width, height, min_face_size)
         if not scales:
             return empty
-        # The package's normalisation, in float32 (it computes it in float64 and TF casts).
-        import tensorflow as tf
-
-        # One tensor for every call below (converting the NumPy batch per call cost ~10 %).
+        # The package's normalisation, in float32 (it computes it in float64 and TF casts), as one
+        # tensor for every call below (converting the NumPy batch per call cost ~10 %).
         batch = tf.constant((np.stack(images_rgb).astype(np.float32) - 127.5) / 128.0)
         count = int(batch.shape[0])
 
