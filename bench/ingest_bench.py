@@ -366,12 +366,12 @@ def main() -> None:
             for n in args.workers:
                 if args.broker:
                     reset_remote(args.broker, args.database)
-                add(f"pipeline_{n}", pipeline(sets[first], work / f"pipeline-{n}-{round_no}", n, extra,
-                                              args.threads if args.threads > 0 else None))
-                if args.before_repo:
-                    add(f"pipeline_before_{n}", pipeline(sets[first], work / f"pipeline-before-{n}-{round_no}", n,
-                                                         extra, args.threads if args.threads > 0 else None,
-                                                         repo=args.before_repo))
+                runs = [(f"pipeline_{n}", REPO)] + ([(f"pipeline_before_{n}", args.before_repo)] if args.before_repo else [])
+                # Alternate which checkout goes first: the first to import TensorFlow after a pause may
+                # pay for reading its libraries back into the page cache.
+                for part, repo in (runs if round_no % 2 == 0 else runs[::-1]):
+                    add(part, pipeline(sets[first], work / f"{part}-{round_no}", n, extra,
+                                       args.threads if args.threads > 0 else None, repo=repo))
     for part, results in rounds.items():
         report[part] = median_result(results) if "videos_per_s" in results[0] else results[0]
         report[f"{part}_rounds"] = results
