@@ -74,14 +74,14 @@ class FastMTCNN:
         pnet, rnet, onet = (stage.model for stage in mtcnn.stages)
         image_spec = tf.TensorSpec([None, None, None, 3], tf.float32)
 
-        @tf.function(input_signature=[image_spec, tf.TensorSpec([2], tf.int32)])
+        @tf.function(input_signature=[image_spec, tf.TensorSpec([2], tf.int32)], autograph=False)
         def pnet_level(images, size):
             level = tf.image.resize(images, size, method=tf.image.ResizeMethod.AREA)
             return pnet(level)  # box regression, face/no-face probabilities
 
         def patch_stage(model, patch):
             @tf.function(input_signature=[image_spec, tf.TensorSpec([None, 4], tf.float32),
-                                          tf.TensorSpec([None], tf.int32)])
+                                          tf.TensorSpec([None], tf.int32)], autograph=False)
             def run(images, boxes, box_images):
                 patches = tf.image.crop_and_resize(images, boxes, box_images, (patch, patch))
                 return model(patches)
