@@ -35,6 +35,14 @@ class Settings:
     detect_max_side: int = 480
     # Sampled frames of one video are detected in one batched call, this many at a time.
     detect_batch: int = 8
+    # Smallest face searched for, as a fraction of the frame's shorter side (never under MTCNN's
+    # 20 px of the frame shrunk to detect_max_side; 0: those 20 px). Skipping the pyramid levels of
+    # small faces is most of the detector's saving; Celeb-DF's faces are large. At 0.15 faces from
+    # 15 % of the shorter side up are found as at 0; recall and cost per fraction:
+    # docs/benchmarks.md ("Minimum face size"). Use 0.10 (or 0) for datasets with small faces.
+    min_face_fraction: float = 0.15
+    # Seek to a sampled frame when the video's keyframes make that cheaper than decoding on to it.
+    decode_seek: bool = True
     # TensorFlow/OpenCV threads per worker process (0: the libraries decide). A CPU worker runs
     # one process per core, so one thread each; more would make the processes fight for cores.
     worker_threads: int = 1
@@ -108,6 +116,12 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
+def _parse(default, raw: str):
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return type(default)(raw)
+
+
 def load_settings() -> Settings:
     data_dir = Path(_env("DATA_DIR") or "./data").expanduser().resolve()
     broker = _env("CELERY_BROKER_URL")
@@ -115,7 +129,7 @@ def load_settings() -> Settings:
     for f in fields(Settings):
         raw = None if f.name in _DERIVED else _env(env_name(f.name))
         if raw is not None:
-            tunables[f.name] = type(f.default)(raw)
+            tunables[f.name] = _parse(f.default, raw)
     return Settings(
         data_dir=data_dir,
         database_url=_env("DATABASE_URL") or f"sqlite:///{data_dir / 'pipeline.db'}",

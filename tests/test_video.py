@@ -1,9 +1,13 @@
+import shutil
+import subprocess
+
 import cv2
 import numpy as np
 import pytest
 
 from workers.ingest import IngestParams, extract_face_crops
-from workers.video import SampledFrames, VideoError, open_video, sampled_indices
+from workers.video import (SampledFrames, SeekMismatch, StreamIndex, VideoError, index_stream, open_video,
+                           sampled_indices, seek_start)
 
 
 def test_one_frame_every_three_seconds_at_30_fps():
@@ -63,3 +67,125 @@ def test_unreadable_files_raise_video_error(tmp_path):
     for path in (empty, junk, tmp_path / "missing.mp4"):
         with pytest.raises(VideoError):
             extract_face_crops(path, IngestParams(), detector=object())
+
+
+BITS = 8
+
+
+def coded_frame(i: int, width: int = 160, height: int = 96) -> np.ndarray:
+    """Frame i shows i in binary as black/white squares (survives lossy codecs) and a moving line
+    (so the encoder makes predicted frames, not only keyframes)."""
+    image = np.tile(np.linspace(40, 200, width, dtype=np.uint8)[None, :, None], (height, 1, 3))
+    image[:, (3 * i) % width] = 255
+    for bit in range(BITS):
+        image[8:40, 8 + 18 * bit:24 + 18 * bit] = 255 if (i >> bit) & 1 else 0
+    return image
+
+
+def frame_number(image: np.ndarray) -> int:
+    return sum(1 << bit for bit in range(BITS) if image[16:32, 12 + 18 * bit:20 + 18 * bit].mean() > 128)
+
+
+def write_coded_video(path, frames: int, fps: float = 10.0, fourcc: str = "mp4v"):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (160, 96))
+    for i in range(frames):
+        writer.write(coded_frame(i))
+    writer.release()
+
+
+def sample(path, every_s, index):
+    capture, info = open_video(path)
+    frames = SampledFrames(capture, info.fps, every_s, index)
+    got = list(frames)
+    capture.release()
+    return frames, got
+
+
+def test_the_stream_index_finds_the_keyframes_without_decoding(tmp_path):
+    path = tmp_path / "coded.mp4"
+    write_coded_video(path, 200)
+    index = index_stream(path)
+    assert index.frame_count == 200
+    assert index.keyframes[:4] == (0, 12, 24, 36)  # OpenCV's mp4v writer: one keyframe every 12 frames
+
+
+def test_seeking_returns_the_same_frames_as_walking_and_decodes_fewer(tmp_path):
+    path = tmp_path / "coded.mp4"
+    write_coded_video(path, 200)
+    index = index_stream(path)
+    for every_s in (3.0, 1.3, 0.5, 0.1):
+        walked, by_walk = sample(path, every_s, None)
+        sought, by_seek = sample(path, every_s, index)
+        assert [f.index for f in by_seek] == [f.index for f in by_walk] == sampled_indices(200, 10.0, every_s)
+        assert all(frame_number(f.image_bgr) == f.index for f in by_seek + by_walk)
+        assert sought.frames_walked == walked.frames_walked == 200
+        assert sought.frames_decoded <= walked.frames_decoded
+    sought, _ = sample(path, 3.0, index)
+    assert sought.seeks >= 4 and sought.frames_decoded < 150  # against 200 walked
+
+
+def test_seek_start_follows_opencvs_backoff():
+    keyframes = (0, 12, 24, 36, 250)
+    assert seek_start(keyframes, 30) == 12  # OpenCV seeks to the keyframe before target - 16
+    assert seek_start(keyframes, 5) == 0
+    assert seek_start(keyframes, 270) == 250
+
+
+class _LyingCapture:
+    """A capture whose seeks land one frame off."""
+
+    def __init__(self, capture):
+        self.capture = capture
+
+    def set(self, prop, value):
+        return self.capture.set(prop, value + 1 if prop == cv2.CAP_PROP_POS_FRAMES else value)
+
+    def __getattr__(self, name):
+        return getattr(self.capture, name)
+
+
+def test_a_seek_that_lands_elsewhere_is_detected_and_the_video_is_walked_instead(tmp_path, monkeypatch):
+    path = tmp_path / "coded.mp4"
+    write_coded_video(path, 200)
+    capture, info = open_video(path)
+    with pytest.raises(SeekMismatch):
+        list(SampledFrames(_LyingCapture(capture), info.fps, 3.0, index_stream(path)))
+    capture.release()
+
+    import workers.ingest as ingest
+
+    real_open = ingest.open_video
+    monkeypatch.setattr(ingest, "open_video", lambda p: (lambda c, i: (_LyingCapture(c), i))(*real_open(p)))
+    seen = []
+    monkeypatch.setattr(ingest, "detect_faces", lambda frames, **_: seen.extend(frames) or [[] for _ in frames])
+    result = extract_face_crops(path, IngestParams(), detector=object())
+    assert [frame_number(f) for f in seen[-7:]] == [0, 30, 60, 90, 120, 150, 180]
+    assert result.frames_sampled == 7 and result.frames_walked == 200
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg to make an H.264 file")
+def test_seeking_in_h264_with_b_frames(tmp_path):
+    source = tmp_path / "coded.mp4"
+    write_coded_video(source, 200)
+    for extra in ([], ["-g", "20"]):  # x264's defaults (sparse keyframes), and dense ones
+        path = tmp_path / f"h264{len(extra)}.mp4"
+        subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(source), "-c:v", "libx264", *extra,
+                        "-pix_fmt", "yuv420p", str(path)], check=True)
+        index = index_stream(path)
+        assert index.frame_count == 200
+        for every_s in (3.0, 0.7):
+            sought, frames = sample(path, every_s, index)
+            assert [f.index for f in frames] == sampled_indices(200, 10.0, every_s)
+            assert all(frame_number(f.image_bgr) == f.index for f in frames)
+
+
+def test_a_stream_shorter_than_its_index_stops_or_falls_back_to_walking(tmp_path):
+    path = tmp_path / "coded.mp4"
+    write_coded_video(path, 200)
+    # Packets claimed beyond the end: a walk towards a sample there stops where decoding ends...
+    frames, got = sample(path, 3.0, StreamIndex(keyframes=(0,), frame_count=260))
+    assert [f.index for f in got] == [0, 30, 60, 90, 120, 150, 180]
+    assert frames.frames_walked == 200
+    # ...and a seek there does not land where asked: the caller then walks the video.
+    with pytest.raises(SeekMismatch):
+        sample(path, 3.0, StreamIndex(keyframes=tuple(range(0, 260, 12)), frame_count=260))

@@ -22,10 +22,17 @@ class Box:
     h: int
 
 
+Point = tuple[float, float]
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
 @dataclass(frozen=True)
 class Face:
     box: Box  # the detector's box in original frame pixels, clamped to the frame
     confidence: float
+    # MTCNN's five keypoints in LANDMARK_NAMES order, (x, y) in original frame pixels, scaled back
+    # like the box but not clamped (a keypoint of a face at the edge may lie just outside).
+    landmarks: tuple[Point, Point, Point, Point, Point] | None = None
 
 
 _detector = None
@@ -34,7 +41,7 @@ _detector_lock = threading.Lock()
 
 
 def get_detector():
-    """The MTCNN detector of this process, built on first use.
+    """The MTCNN detector of this process (a :class:`workers.detector.FastMTCNN`), built on first use.
 
     Built lazily in the process that uses it: a detector built in a Celery worker's parent
     before the prefork fork makes every task in the children hang (field notes).
@@ -42,9 +49,9 @@ def get_detector():
     global _detector, _detector_pid
     with _detector_lock:
         if _detector is None or _detector_pid != os.getpid():
-            from mtcnn import MTCNN
+            from workers.detector import FastMTCNN
 
-            _detector = MTCNN(stages="face_and_landmarks_detection")
+            _detector = FastMTCNN()
             _detector_pid = os.getpid()
         return _detector
 
@@ -93,12 +100,20 @@ def detect_faces(
     *,
     min_confidence: float,
     max_side: int,
+    min_face_fraction: float = 0.0,
     detector=None,
+    compiled: bool = True,
 ) -> list[list[Face]]:
-    """Faces per frame, most confident first, boxes in the frames' own pixels.
+    """Faces per frame, most confident first, boxes and landmarks in the frames' own pixels.
 
     All frames must have the same size (frames of one video). They are shrunk so their
-    longer side is at most ``max_side`` and detected in one batched call.
+    longer side is at most ``max_side`` and detected in one batched call. Faces smaller than
+    ``min_face_fraction`` of the frame's shorter side (never under MTCNN's 20 px of the shrunk
+    frame) are not searched for: the smallest, costliest levels of the pyramid are skipped.
+
+    ``compiled=False`` runs the ``mtcnn`` package's own eager ``detect_faces`` at its default
+    minimum face size (the code before the compiled path, kept to measure against; it ignores
+    ``min_face_fraction``, which the package's pyramid cannot honour above ~22 px).
     """
     if not frames_bgr:
         return []
@@ -111,22 +126,30 @@ def detect_faces(
         if scale < 1.0:
             rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         small.append(rgb)
-    # min_face_size stays at its default: above ~22 mtcnn 1.0.0 silently finds nothing.
-    raw = detector.detect_faces(small if len(small) > 1 else small[0])
-    per_frame = raw if len(small) > 1 else [raw]
-    if len(small) > 1 and len(per_frame) != len(small):  # mtcnn returns [] when no frame has a face
-        per_frame = [[] for _ in small]
-    results = []
-    for detections in per_frame:
-        faces = []
-        for det in detections or []:
-            confidence = float(det["confidence"])
-            if confidence < min_confidence:
-                continue
-            x, y, w, h = (v / scale for v in det["box"])
-            box = clamp_box(x, y, w, h, width, height)
-            if box is not None:
-                faces.append(Face(box=box, confidence=confidence))
+    small_h, small_w = small[0].shape[:2]
+    if compiled:
+        from workers.detector import min_face_pixels
+
+        rows = detector.detect(small, min_face_pixels(small_w, small_h, min_face_fraction))
+    else:
+        from workers.detector import eager_detect
+
+        rows = eager_detect(getattr(detector, "mtcnn", detector), small)
+    results: list[list[Face]] = [[] for _ in small]
+    for row in rows:
+        confidence = float(row[5])
+        if confidence < min_confidence:
+            continue
+        # As the package's detect_faces reports a box: fitted into the (shrunk) frame, then
+        # rounded to whole pixels as x, y, w, h; then scaled back and clamped to the frame.
+        x1, x2 = (min(max(v, 0.0), small_w - 1) for v in (row[1], row[3]))
+        y1, y2 = (min(max(v, 0.0), small_h - 1) for v in (row[2], row[4]))
+        x, y, w, h = (float(v) / scale for v in np.round([x1, y1, x2 - x1, y2 - y1]))
+        box = clamp_box(x, y, w, h, width, height)
+        if box is None:
+            continue
+        landmarks = tuple((float(row[6 + k]) / scale, float(row[11 + k]) / scale) for k in range(5))
+        results[int(row[0])].append(Face(box=box, confidence=confidence, landmarks=landmarks))
+    for faces in results:
         faces.sort(key=lambda f: f.confidence, reverse=True)
-        results.append(faces)
     return results

@@ -18,7 +18,7 @@ from shared.labels import DONE, FAILED, FINISHED_STATUSES, NO_FACE, RUNNING
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings, setting_default
 from workers.faces import Box, crop_face, detect_faces
-from workers.video import SampledFrames, VideoError, VideoInfo, open_video
+from workers.video import SampledFrames, SeekMismatch, VideoError, VideoInfo, index_stream, open_video
 
 
 # IngestParams field -> the setting that holds its default (shared/settings.py).
@@ -29,6 +29,8 @@ _PARAM_SETTINGS = {
     "size": "crop_size",
     "detect_max_side": "detect_max_side",
     "detect_batch": "detect_batch",
+    "min_face_fraction": "min_face_fraction",
+    "seek": "decode_seek",
 }
 
 
@@ -42,6 +44,12 @@ class IngestParams:
     size: int = setting_default("crop_size")
     detect_max_side: int = setting_default("detect_max_side")
     detect_batch: int = setting_default("detect_batch")
+    # Smallest face searched for, as a fraction of the frame's shorter side (see Settings).
+    min_face_fraction: float = setting_default("min_face_fraction")
+    # Seek to the sampled frames when the keyframes let a seek decode fewer frames than a walk.
+    seek: bool = setting_default("decode_seek")
+    # The compiled MTCNN stages (workers/detector.py); False: the package's eager detect_faces (bench).
+    compiled_detector: bool = True
 
     @classmethod
     def from_settings(cls, **overrides) -> "IngestParams":
@@ -81,8 +89,17 @@ class VideoCrops:
 def extract_face_crops(path: Path | str, params: IngestParams, detector=None) -> VideoCrops:
     """Every face crop of one video file. Raises VideoError when the file is not a readable video."""
     capture, info = open_video(path)
+    index = index_stream(path) if params.seek else None
+    try:
+        return _extract(capture, info, params, detector, index)
+    except SeekMismatch:
+        capture, info = open_video(path)  # a seek landed elsewhere: read this video by walking it
+        return _extract(capture, info, params, detector, None)
+
+
+def _extract(capture, info: VideoInfo, params: IngestParams, detector, index) -> VideoCrops:
     crops: list[FaceCrop] = []
-    frames = SampledFrames(capture, info.fps, params.every_s)
+    frames = SampledFrames(capture, info.fps, params.every_s, index)
     sampled = 0
     batch = []
 
@@ -91,7 +108,9 @@ def extract_face_crops(path: Path | str, params: IngestParams, detector=None) ->
             [f.image_bgr for f in batch],
             min_confidence=params.min_confidence,
             max_side=params.detect_max_side,
+            min_face_fraction=params.min_face_fraction,
             detector=detector,
+            compiled=params.compiled_detector,
         )
         for frame, faces in zip(batch, faces_per_frame):
             for face_index, face in enumerate(faces):

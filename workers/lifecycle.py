@@ -29,12 +29,13 @@ def configure_threads(threads: int) -> None:
 
 
 def warm_up_detector() -> None:
-    """Build MTCNN and trace it once, so a worker's first video costs what the others do."""
-    import numpy as np
+    """Build MTCNN and trace its compiled stages once, so a worker's first video costs what the
+    others do. The stages take any frame size and batch (relaxed shapes): this one trace serves
+    every video, whatever its resolution; the first call on a new size only sets up that size's
+    kernels (measured in docs/benchmarks.md)."""
+    from workers.faces import get_detector
 
-    from workers.faces import detect_faces, get_detector
-
-    detect_faces([np.zeros((64, 64, 3), np.uint8)], min_confidence=0.95, max_side=64, detector=get_detector())
+    get_detector().warm_up()
 
 
 @celeryd_after_setup.connect

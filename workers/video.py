@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -77,27 +78,113 @@ def open_video(path: Path | str) -> tuple[cv2.VideoCapture, VideoInfo]:
     return capture, info
 
 
-class SampledFrames:
-    """Iterate over the sampled frames of an open video, walking the stream with ``grab()``
-    and decoding (``retrieve()``) only the frames that are sampled.
+# OpenCV's FFMPEG seek (CAP_PROP_POS_FRAMES) goes back to the keyframe before target - 16 and
+# decodes forward from there (cap_ffmpeg_impl.hpp, CvCapture_FFMPEG::seek): 16 frames of slack.
+SEEK_BACKOFF_FRAMES = 16
+# A seek also flushes the decoder and re-reads the container index: counted as a few frames.
+SEEK_OVERHEAD_FRAMES = 4
 
-    The container's frame count is not trusted: the walk ends where decoding ends, and
-    ``frames_walked`` says how far that was.
+
+@dataclass(frozen=True)
+class StreamIndex:
+    """Where a video's keyframes are and how many frames it holds, read from its packets
+    without decoding any (OpenCV's raw stream mode: ~2.5 ms for 390 frames of 944x500)."""
+
+    keyframes: tuple[int, ...]
+    frame_count: int
+
+
+def index_stream(path: Path | str) -> StreamIndex | None:
+    """The keyframe positions of a video's stream, or None where the backend cannot tell them
+    (then the sampler walks, as it always could)."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened() or not capture.set(cv2.CAP_PROP_FORMAT, -1):
+            return None
+        keyframes, count = [], 0
+        while capture.grab():
+            if capture.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
+                keyframes.append(count)
+            count += 1
+    finally:
+        capture.release()
+    if not keyframes or keyframes[0] != 0:
+        return None  # a stream that does not start on a keyframe: seeking is not to be trusted
+    return StreamIndex(keyframes=tuple(keyframes), frame_count=count)
+
+
+def seek_start(keyframes: Sequence[int], target: int) -> int:
+    """The frame OpenCV's seek to ``target`` starts decoding from."""
+    return keyframes[bisect.bisect_right(keyframes, max(target - SEEK_BACKOFF_FRAMES, 0)) - 1]
+
+
+class SeekMismatch(Exception):
+    """A seek did not land on the frame asked for: the caller reads the video again by walking."""
+
+
+class SampledFrames:
+    """Iterate over the sampled frames of an open video, decoding as few frames as it can.
+
+    Without a :class:`StreamIndex` it walks the whole stream with ``grab()`` and decodes
+    (``retrieve()``) only the sampled frames; the container's frame count is not trusted: the walk
+    ends where decoding ends, and ``frames_walked`` says how far that was.
+
+    With one (``index``), it knows the frame count from the packets and where the keyframes are.
+    For each sample it either walks forward from where it stands, or seeks
+    (``CAP_PROP_POS_FRAMES``) when the seek starts decoding further ahead than it stands, so it
+    decodes fewer frames: with sparse keyframes (H.264 at x264's defaults) it mostly walks, with
+    dense ones (mp4v: one every 12 frames) it mostly seeks. It stops after the last sample;
+    ``frames_walked`` is then the frame count of the index, ``frames_decoded`` what was decoded.
+    A seek that lands elsewhere than asked raises :class:`SeekMismatch`.
     """
 
-    def __init__(self, capture: cv2.VideoCapture, fps: float, every_s: float):
-        self.capture, self.fps, self.every_s = capture, fps, every_s
+    def __init__(self, capture: cv2.VideoCapture, fps: float, every_s: float, index: StreamIndex | None = None):
+        self.capture, self.fps, self.every_s, self.index = capture, fps, every_s, index
         self.frames_walked = 0
+        self.frames_decoded = 0  # frames the decoder went through (grabbed, or decoded by a seek)
+        self.seeks = 0
 
     def __iter__(self) -> Iterator[SampledFrame]:
+        if self.index is not None:
+            yield from self._seeking()
+            return
         positions = sample_positions(self.fps, self.every_s)
         next_index = next(positions)
         while self.capture.grab():
             index = self.frames_walked
             self.frames_walked += 1
+            self.frames_decoded += 1
             if index != next_index:
                 continue
             ok, image = self.capture.retrieve()
             if ok and image is not None:
                 yield SampledFrame(index=index, timestamp_s=index / self.fps, image_bgr=image)
             next_index = next(positions)
+
+    def _seeking(self) -> Iterator[SampledFrame]:
+        keyframes, count = self.index.keyframes, self.index.frame_count
+        position = 0  # the frame the next grab() returns
+        self.frames_walked = count
+        for target in sampled_indices(count, self.fps, self.every_s):
+            start = seek_start(keyframes, target)
+            if start - position > SEEK_OVERHEAD_FRAMES:
+                self.capture.set(cv2.CAP_PROP_POS_FRAMES, target)
+                landed = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES))
+                if landed != target:
+                    raise SeekMismatch(f"asked for frame {target}, the decoder stands at {landed}")
+                self.seeks += 1
+                self.frames_decoded += target - start
+                position = target
+            while position < target:
+                if not self.capture.grab():
+                    break
+                position += 1
+                self.frames_decoded += 1
+            if position < target or not self.capture.grab():
+                self.frames_walked = position  # the stream ends before its packets said: stop here
+                break
+            position += 1
+            self.frames_decoded += 1
+            ok, image = self.capture.retrieve()
+            if ok and image is not None:
+                yield SampledFrame(index=target, timestamp_s=target / self.fps, image_bgr=image)
