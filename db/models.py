@@ -66,6 +66,8 @@ class Video(Base):
     fps: Mapped[float | None] = mapped_column(Float, nullable=True)
     frames_decoded: Mapped[int | None] = mapped_column(Integer, nullable=True)
     frames_sampled: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # What the container announced; fewer decoded means a damaged video (a warning, not a failure).
+    frames_expected: Mapped[int | None] = mapped_column(Integer, nullable=True)
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -132,6 +134,10 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The lease (workers/training/lease.py): starts so far, and the holder's last heartbeat.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epochs already done
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -158,6 +158,19 @@ def run_training(options: dict, *, wait: bool, progress: bool) -> dict:
     return run_report(find_run(run_id))
 
 
+def resume_training(run_id: str, *, wait: bool, progress: bool) -> dict:
+    """`train --resume RUN`: back on the gpu queue if its lease expired; followed like a new run."""
+    from db.migrate import upgrade_schema
+    from workers.planning.runs import dispatch_run, find_run, run_report
+    from workers.training.lease import take_back_run
+
+    upgrade_schema()
+    take_back_run(run_id, dispatch_run)
+    if get_settings().embedded or wait:
+        follow_run(run_id, progress=progress)
+    return run_report(find_run(run_id))
+
+
 def follow_run(run_id: str, *, progress: bool) -> None:
     """Wait for a run to end; in embedded mode, run the local gpu-queue worker meanwhile."""
     from workers.planning.runs import wait_for_run

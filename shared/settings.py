@@ -14,6 +14,9 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
+# Seconds the broker's visibility timeout exceeds the video task's hard limit by default.
+VISIBILITY_MARGIN_S = 300
+
 # Fields that are not read from a variable of their own name (see load_settings).
 _DERIVED = ("data_dir", "database_url", "broker_url", "embedded")
 
@@ -53,10 +56,18 @@ class Settings:
     gpu_task_soft_limit_s: int = 6 * 3600
     gpu_task_hard_limit_s: int = 6 * 3600 + 600
     # Redis hands a task's message to another worker when it has not been acknowledged this many
-    # seconds after delivery: that is how the tasks of a worker that died (SIGKILL, lost machine)
-    # come back. 0: the longest hard time limit + 600 s. A value under a task's run time makes
-    # Redis start that task again while it still runs.
+    # seconds after delivery: that is how the videos of a worker that died (SIGKILL, lost machine)
+    # come back. 0: CPU_TASK_HARD_LIMIT_S + 300 s (17 min). Only video tasks are acknowledged late:
+    # a training task is acknowledged on receipt and protected by its lease in the database
+    # (workers/training/lease.py), so this no longer has to outlast a training run.
     broker_visibility_timeout_s: int = 0
+    # A training run holds a lease in the database: its worker renews it every TRAIN_HEARTBEAT_S;
+    # a run whose lease is older than TRAIN_LEASE_S is taken back by any GPU worker (or by
+    # `orchestrator train --resume RUN`) and resumed from its last epoch checkpoint; after
+    # TRAIN_MAX_ATTEMPTS starts it is marked failed.
+    train_heartbeat_s: float = 30.0
+    train_lease_s: float = 300.0
+    train_max_attempts: int = 3
     db_pool_size: int = 2
     db_max_overflow: int = 2
 
@@ -72,7 +83,7 @@ class Settings:
     def visibility_timeout_s(self) -> int:
         if self.broker_visibility_timeout_s > 0:
             return self.broker_visibility_timeout_s
-        return max(self.cpu_task_hard_limit_s, self.gpu_task_hard_limit_s) + 600
+        return self.cpu_task_hard_limit_s + VISIBILITY_MARGIN_S
 
 
 def env_name(setting: str) -> str:

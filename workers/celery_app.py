@@ -27,9 +27,11 @@ def broker_transport_options(settings) -> dict:
             # The transport polls its folder; the default 1 s would cost more than a video's work.
             "polling_interval": 0.01,
         }
-    # Redis redelivers a task not acknowledged within the visibility timeout: that is how the tasks
-    # of a worker that died come back. It must exceed the longest hard time limit, or a long
-    # training run would be started a second time meanwhile (default: that limit + 600 s).
+    # Redis redelivers a task not acknowledged within the visibility timeout: that is how the videos
+    # of a worker that died come back. It must exceed the video task's hard time limit, or a slow
+    # video would be started a second time meanwhile (default: that limit + 300 s = 17 min). Training
+    # tasks are acknowledged on receipt (workers/tasks.py): their lease in the database protects them,
+    # so this one timeout (kombu has one per connection, for every queue) need not last hours.
     visibility = settings.visibility_timeout_s
     # Workers look for such messages every unacked_restore_interval x unacked_restore_throttle s
     # (kombu: 10 x 10). Look at least ten times per timeout, so a dead worker's tasks come back
@@ -73,12 +75,24 @@ def create_app() -> Celery:
         task_send_sent_event=True,
         task_track_started=True,
         broker_connection_retry_on_startup=True,
+        # Celery 6 will default to True: on a lost broker connection, cancel (kill) the running
+        # late-acknowledged tasks, because AMQP redelivers their messages at once. Redis does not: it
+        # keeps them in its `unacked` hash until the visibility timeout (17 min). Cancelling would
+        # throw away videos that are about to finish and make them wait that long; carrying on
+        # finishes them (tests/test_faults.py: a 5 s Redis outage, every video run once). The ack
+        # that cannot reach the lost connection costs one more delivery after the timeout, which
+        # process_video skips with one read (the video is finished).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_transport_options=broker_transport_options(settings),
         # A new child builds and traces MTCNN before it reports ready (workers/lifecycle.py):
         # ~1 s alone, several seconds on a loaded machine; the default 4 s would kill it.
         worker_proc_alive_timeout=60,
         worker_hijack_root_logger=False,
     )
+    # GPU workers take back training runs whose lease expired (workers/training/lease.py).
+    from workers.training.lease import LeaseSweep
+
+    app.steps["worker"].add(LeaseSweep)
     return app
 
 

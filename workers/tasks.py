@@ -45,7 +45,11 @@ def process_video_task(self, video_id: int, video: str = "", params: dict | None
     return summary
 
 
-@app.task(name=TRAIN_TASK, bind=True)
+# Acknowledged on receipt, not after the work: a run is protected by its lease in the database
+# (workers/training/lease.py), not by the broker's visibility timeout, which can then be sized for
+# videos (minutes) rather than for training (hours). A worker that dies mid-run loses the message;
+# the run's expired lease brings it back, resumed from its last epoch checkpoint.
+@app.task(name=TRAIN_TASK, bind=True, acks_late=False)
 def train_task(self, run_id: str, summary: str = "") -> dict:
     """Train, evaluate and record one run. ``summary`` says what it trains, for Flower."""
     from workers.training.run import describe_progress, execute_run

@@ -15,12 +15,18 @@ from shared.labels import RUN_FAILED, RUN_RUNNING
 @click.command("train")
 @train_config_options
 @click.option("--wait", is_flag=True, help="With a broker configured: follow the run until it ends.")
+@click.option("--resume", "resume_run", metavar="RUN",
+              help="Take back a run whose worker stopped renewing its lease (or a queued run whose "
+                   "message was lost) and resume it from its last epoch checkpoint.")
 @json_option
-def train_command(wait, as_json, **options):
+def train_command(wait, resume_run, as_json, **options):
     """Split the crops, train on the gpu queue, evaluate on the held-out test part."""
-    from orchestrator.jobs import run_training
+    from orchestrator.jobs import resume_training, run_training
 
-    report = run_training(options, wait=wait, progress=not as_json)
+    if resume_run:
+        report = resume_training(resume_run, wait=wait, progress=not as_json)
+    else:
+        report = run_training(options, wait=wait, progress=not as_json)
     if as_json:
         print_json(report)
     else:

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from db.models import Crop, Run, SplitMember, Video, utcnow
 from db.session import session_scope
-from shared.labels import RUN_DONE, RUN_FAILED, RUN_RUNNING
+from shared.labels import RUN_DONE, RUN_FAILED
 from shared.process import process_name
 from shared.settings import get_settings
 
@@ -89,19 +89,21 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
     from workers.training.report_html import write_report_html
     from workers.training.threshold import choose_threshold, run_warnings
 
-    with session_scope() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise LookupError(f"no run {run_id}")
-        if run.status == RUN_DONE:
-            return {"run_id": run_id, "status": RUN_DONE, "skipped": True}
-        run.status, run.started_at, run.worker = RUN_RUNNING, utcnow(), process_name()
-        run.error, run.progress = None, None
-        config, split_info = dict(run.config), dict(run.split or {})
-        created_at = run.created_at
+    # --- lease (workers/training/lease.py): one holder at a time, heartbeats, resume from a checkpoint
+    from workers.training import lease as leases
 
+    claim = leases.claim_run(run_id)
+    if not claim.granted:
+        return {"run_id": run_id, "status": claim.status, "skipped": True, "reason": claim.reason}
+    config, split_info, created_at = claim.config, claim.split, claim.created_at
     out_dir = run_dir(run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
+    resumed_from = leases.checkpoint_epoch(out_dir)
+    if resumed_from:
+        with session_scope() as session:
+            session.execute(update(Run).where(Run.id == run_id).values(resumed_from_epoch=resumed_from))
+    lease = leases.Heartbeat(run_id).__enter__()
+    # --- end lease
     progress = ProgressRecorder(run_id, forward_progress)
     try:
         split = load_split(run_id)
@@ -109,7 +111,7 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
         tensorboard = _tensorboard_callbacks(out_dir / TENSORBOARD_DIR)
         fitted = train(split["train"]["paths"], split["train"]["labels"], split["val"]["paths"],
                        split["val"]["labels"], config, out_dir, on_progress=progress,
-                       extra_callbacks=tensorboard)
+                       extra_callbacks=tensorboard + leases.training_callbacks(out_dir, lease))
         progress({"phase": "evaluate"})
         model = load_model(fitted["model_path"])
         val, test = split["val"], split["test"]
@@ -167,17 +169,22 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
                            "created_at": created_at.isoformat() if created_at else None,
                            "finished_at": finished_at.isoformat()}, out_dir)
         with session_scope() as session:
-            session.execute(update(Run).where(Run.id == run_id).values(
+            session.execute(update(Run).where(Run.id == run_id, Run.worker == process_name()).values(
                 status=RUN_DONE, metrics=metrics, history=fitted["history"], artifacts=artifacts,
                 config=config, finished_at=finished_at, progress={"phase": "done"},
             ))
+        leases.remove_checkpoint(out_dir)
         return {"run_id": run_id, "status": RUN_DONE, "accuracy": metrics.get("accuracy"), "auc": metrics.get("auc")}
+    except leases.LeaseLost:  # another worker holds the run now: it records the outcome
+        return {"run_id": run_id, "status": "lease lost", "skipped": True}
     except BaseException as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         with session_scope() as session:
-            session.execute(update(Run).where(Run.id == run_id).values(
+            session.execute(update(Run).where(Run.id == run_id, Run.worker == process_name()).values(
                 status=RUN_FAILED, error=f"{type(exc).__name__}: {message}"[:2000], finished_at=utcnow()))
         raise
+    finally:
+        lease.__exit__(None, None, None)
 
 
 def _tensorboard_callbacks(log_dir: Path) -> list:

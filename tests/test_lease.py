@@ -1,0 +1,97 @@
+"""The training run's lease (workers/training/lease.py), on a real SQLite database, no worker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from db.models import Run, utcnow
+from db.session import session_scope
+from shared.errors import InputError
+from workers.training import lease as leases
+
+
+def add_run(run_id="r1", status="queued", attempts=0, heartbeat_age_s=None, worker=None):
+    beat = None if heartbeat_age_s is None else utcnow() - timedelta(seconds=heartbeat_age_s)
+    with session_scope() as session:
+        session.add(Run(id=run_id, status=status, config={"backbone": "x", "split": "video", "epochs": 1},
+                        attempts=attempts, heartbeat_at=beat, worker=worker))
+    return run_id
+
+
+def run_row(run_id="r1") -> Run:
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        session.expunge(run)
+        return run
+
+
+def test_a_queued_run_is_claimed_once(local_db):
+    add_run()
+    first = leases.claim_run("r1", holder="a:1")
+    second = leases.claim_run("r1", holder="b:2")
+    assert first.granted and first.attempts == 1
+    assert not second.granted and second.reason == "held by a:1"
+    assert run_row().worker == "a:1" and run_row().status == "running"
+
+
+def test_an_expired_lease_is_taken_and_the_old_holder_learns_it(local_db, monkeypatch):
+    add_run(status="running", attempts=1, heartbeat_age_s=1000, worker="a:1")
+    old = leases.Heartbeat("r1", holder="a:1", interval_s=60)
+    claim = leases.claim_run("r1", holder="b:2")
+    assert claim.granted and claim.attempts == 2
+    assert old.beat() is False
+    with pytest.raises(leases.LeaseLost):
+        old.check()
+    assert leases.Heartbeat("r1", holder="b:2").beat() is True
+
+
+def test_a_run_is_failed_after_max_attempts(local_db):
+    add_run(status="running", attempts=3, heartbeat_age_s=1000, worker="a:1")
+    claim = leases.claim_run("r1", holder="b:2")
+    assert not claim.granted and claim.status == "failed"
+    assert run_row().status == "failed" and "3 attempts" in run_row().error
+
+
+def test_the_sweep_requeues_expired_runs_once_and_fails_spent_ones(local_db):
+    add_run("fresh", status="running", attempts=1, heartbeat_age_s=1, worker="a:1")
+    add_run("stale", status="running", attempts=1, heartbeat_age_s=1000, worker="a:2")
+    add_run("spent", status="running", attempts=3, heartbeat_age_s=1000, worker="a:3")
+    sent = []
+    assert leases.take_back_expired_runs(lambda run_id, config: sent.append(run_id)) == ["stale"]
+    assert leases.take_back_expired_runs(lambda run_id, config: sent.append(run_id)) == []  # a second sweeper
+    assert sent == ["stale"]
+    assert [run_row(r).status for r in ("fresh", "stale", "spent")] == ["running", "queued", "failed"]
+
+
+def test_resume_refuses_a_held_or_finished_run_and_takes_an_expired_one(local_db):
+    add_run("held", status="running", attempts=1, heartbeat_age_s=1, worker="a:1")
+    add_run("done", status="done")
+    add_run("stale", status="running", attempts=1, heartbeat_age_s=1000, worker="a:2")
+    for run_id, words in (("held", "held by a:1"), ("done", "already done"), ("nope", "no run")):
+        with pytest.raises(InputError, match=words):
+            leases.take_back_run(run_id, lambda *a: None)
+    sent = []
+    leases.take_back_run("stale", lambda run_id, config: sent.append(run_id))
+    assert sent == ["stale"] and run_row("stale").status == "queued"
+
+
+def test_checkpoint_epoch_reads_what_backup_and_restore_writes(tmp_path):
+    assert leases.checkpoint_epoch(tmp_path) == 0
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    assert leases.checkpoint_epoch(tmp_path) == 2
+    leases.remove_checkpoint(tmp_path)
+    assert leases.checkpoint_epoch(tmp_path) == 0
+
+
+def test_settings_defaults_and_cpu_visibility(monkeypatch):
+    from shared.settings import load_settings
+
+    for name in ("BROKER_VISIBILITY_TIMEOUT_S", "CPU_TASK_HARD_LIMIT_S", "TRAIN_LEASE_S"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert (settings.train_heartbeat_s, settings.train_lease_s, settings.train_max_attempts) == (30, 300, 3)
+    assert settings.visibility_timeout_s == settings.cpu_task_hard_limit_s + 300 <= 20 * 60
