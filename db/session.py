@@ -32,9 +32,34 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.close()
 
 
+def check_database_url(url: str) -> None:
+    """InputError, in one line, for a URL that is not one or whose driver is not installed; the
+    folder of a SQLite file must exist unless it lies inside DATA_DIR (made on first use)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from shared.errors import InputError
+    from shared.settings import mask_url
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect().import_dbapi()
+    except ArgumentError:
+        raise InputError(f"DATABASE_URL {mask_url(url)}: not a database URL "
+                         "(e.g. postgresql+psycopg://user@host/db or sqlite:////path/file.db)") from None
+    except (NoSuchModuleError, ImportError) as exc:
+        raise InputError(f"DATABASE_URL {mask_url(url)}: no driver for it is installed ({exc})") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().resolve().parent
+        data_dir = get_settings().data_dir
+        if not folder.is_dir() and folder != data_dir and data_dir not in folder.parents:
+            raise InputError(f"DATABASE_URL {url}: the folder {folder} does not exist")
+
+
 def make_engine(url: str) -> Engine:
     settings = get_settings()
     if url.startswith("sqlite"):
+        check_database_url(url)
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)

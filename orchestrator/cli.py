@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import signal
 import sys
 
 import click
 
 import shared.quiet  # noqa: F401  (sets the native libraries' log levels before they load)
 from orchestrator.commands import ALL_COMMANDS
-from shared.errors import PipelineError
+from shared.errors import InputError, PipelineError
 
 EXIT_FAILED = 1
 
@@ -19,24 +21,86 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+EXIT_INPUT = 2
+# Errors of the machine's files that mean the user pointed us somewhere unusable.
+_INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EROFS, errno.EEXIST, errno.ENOENT}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a scheduler): handled like Ctrl-C, so the local workers stop too."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, _frame):
+    raise Interrupted(signum)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class PipelineGroup(click.Group):
     """Turns the errors a user can meet into one line and an exit code, never a traceback."""
 
+    def main(self, *args, **kwargs):
+        # Click's usage errors print four lines (usage, hint, blank, error): one is enough.
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            fail("interrupted", 130)
+        except click.UsageError as exc:
+            names, ctx = [], exc.ctx
+            while ctx is not None and ctx.parent is not None:
+                names.insert(0, ctx.info_name)
+                ctx = ctx.parent
+            fail(f"{exc.format_message()} (see `{' '.join(['orchestrator', *names, '--help'])}`)", EXIT_INPUT)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+
     def invoke(self, ctx: click.Context):
+        from kombu.exceptions import OperationalError as BrokerError
         from sqlalchemy.exc import OperationalError
 
+        signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
+            check_environment()
             return super().invoke(ctx)
         except PipelineError as exc:
             fail(str(exc), exc.exit_code)
         except OperationalError as exc:
             from shared.settings import get_settings, mask_url
 
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            fail(f"database {mask_url(get_settings().database_url)}: {reason}", EXIT_FAILED)
-        except KeyboardInterrupt:
-            click.echo("interrupted: what was recorded is kept; run the command again to resume", err=True)
-            sys.exit(130)
+            fail(f"database {mask_url(get_settings().database_url)}: {first_line(exc)}", EXIT_FAILED)
+        except BrokerError as exc:
+            from shared.settings import get_settings, mask_url
+
+            fail(f"broker {mask_url(get_settings().broker_url)}: {first_line(exc)}", EXIT_FAILED)
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            name = "terminated" if signum == signal.SIGTERM else "interrupted"
+            click.echo(f"{name}: what was recorded is kept; run the command again to resume", err=True)
+            sys.exit(128 + signum)
+        except OSError as exc:  # a folder or file of the machine: DATA_DIR, a dataset, a model
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or first_line(exc)}", EXIT_INPUT if exc.errno in _INPUT_ERRNOS else EXIT_FAILED)
+
+
+def check_environment() -> None:
+    """Settings every command needs, checked before anything is written: one line when wrong."""
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise InputError(f"DATA_DIR {settings.data_dir}: not a directory")
+    from db.session import check_database_url
+
+    check_database_url(settings.database_url)
 
 
 @click.group(cls=PipelineGroup)

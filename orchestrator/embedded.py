@@ -102,10 +102,13 @@ class LocalWorker:
         if self.announce:
             print(f"starting {self.concurrency} local worker process{'es' if self.concurrency > 1 else ''} "
                   f"(queue {self.queues}; each loads TensorFlow and its models: a few seconds)", file=sys.stderr)
+        ensure_broker_dirs()
+        parent = os.getpid()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                 cwd=str(Path(__file__).resolve().parent.parent), start_new_session=True,
+                preexec_fn=(lambda: _die_with_parent(parent)) if sys.platform == "linux" else None,
             )
         return self
 
@@ -125,8 +128,26 @@ class LocalWorker:
         self.stop()
 
 
+def ensure_broker_dirs() -> None:
+    """The filesystem broker's folders, made when something is about to be sent or consumed."""
+    for name in ("queue", "control"):
+        (get_settings().broker_dir / name).mkdir(parents=True, exist_ok=True)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In the worker, before exec: SIGTERM (a warm shutdown) when the orchestrator dies, however it
+    dies (SIGKILL included), so no worker is left taking the tasks of later runs."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+
 def purge_embedded_queue() -> int:
     """Drop messages a previous, interrupted embedded run left in the filesystem broker."""
+    ensure_broker_dirs()
     queue_dir = get_settings().broker_dir / "queue"
     if not queue_dir.is_dir():
         return 0

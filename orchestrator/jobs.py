@@ -8,7 +8,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from orchestrator.embedded import local_worker_when_embedded, orphaned_videos, purge_embedded_queue
+from orchestrator.embedded import ensure_broker_dirs, local_worker_when_embedded, orphaned_videos, purge_embedded_queue
 from orchestrator.output import IngestProgress, TrainingProgress, warn_database_unreachable
 from shared.errors import InputError
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
@@ -18,6 +18,11 @@ from shared.settings import get_settings
 POLL_S = 0.25
 
 
+# Sane bounds: a crop is resized to size x size (1,000,000 asked cv2 for 3 TB); a margin enlarges the box.
+MAX_CROP_SIZE = 2048
+MAX_MARGIN = 10.0
+
+
 def check_ingest_params(params, workers: int) -> None:
     if not (math.isfinite(params.every_s) and params.every_s > 0):
         raise InputError(f"--every must be positive, got {params.every_s}")
@@ -25,8 +30,10 @@ def check_ingest_params(params, workers: int) -> None:
         raise InputError(f"--min-confidence must be between 0 and 1, got {params.min_confidence}")
     if not params.margin >= 0:
         raise InputError(f"--margin must be 0 or more, got {params.margin}")
-    if params.size < 16:
-        raise InputError(f"--size must be at least 16 pixels, got {params.size}")
+    if not math.isfinite(params.margin) or params.margin > MAX_MARGIN:
+        raise InputError(f"--margin must be at most {MAX_MARGIN}, got {params.margin}")
+    if not 16 <= params.size <= MAX_CROP_SIZE:
+        raise InputError(f"--size must be between 16 and {MAX_CROP_SIZE} pixels, got {params.size}")
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
 
@@ -60,8 +67,8 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
     """Scan, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
     from db.migrate import upgrade_schema
     from workers.ingest import IngestParams
-    from workers.planning.ingest import dataset_counts, enqueue_videos, register_videos, unfinished_count
-    from workers.planning.ingest import wait_until_finished
+    from workers.planning.ingest import dataset_counts, enqueue_videos, queued_video_ids, register_videos
+    from workers.planning.ingest import unfinished_count, wait_until_finished
     from workers.planning.scan import scan_dataset
     from workers.planning.status import ingest_status
 
@@ -72,13 +79,16 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
     follow = settings.embedded or wait
     if settings.embedded:
         purge_embedded_queue()  # before the local workers start reading the queue
+    queued = None if settings.embedded else queued_video_ids()  # what the broker holds (Redis)
     # Local workers boot (TensorFlow, MTCNN in every process: seconds) while the schema is
     # migrated and the videos are recorded and enqueued.
     with local_worker_when_embedded("cpu", workers, "ingest", announce=progress) as worker:
         upgrade_schema()
         plan = register_videos(scan, params.as_dict(), retry_failed=retry_failed, embedded=settings.embedded,
-                               then_train=then_train is not None, train_options=then_train)
+                               then_train=then_train is not None, train_options=then_train, queued=queued)
         enqueued = enqueue_videos(plan.ingest_id, plan.to_enqueue, params.as_dict())
+        if follow and not settings.embedded and progress:
+            say_what_we_wait_for(dataset_counts(plan.dataset_id), queued, enqueued)
         if follow and unfinished_count(dataset_counts(plan.dataset_id)):
             def check() -> None:
                 if worker is not None:
@@ -103,6 +113,20 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
         "followed": follow,
         "status": ingest_status(plan.dataset_id),
     }
+
+
+def say_what_we_wait_for(counts: dict, queued: set | None, enqueued: int) -> None:
+    """`ingest --wait` with a cluster: one line saying what it waits for, and on whom."""
+    import click
+
+    from shared.labels import PENDING, RUNNING
+
+    pending, running = counts.get(PENDING, 0), counts.get(RUNNING, 0)
+    if not pending and not running:
+        return
+    held = f", {len(queued)} messages in the broker before this run" if queued is not None else ""
+    click.echo(f"waiting for {pending} pending and {running} running videos ({enqueued} sent now{held}) "
+               "on the cluster's cpu workers; Ctrl-C stops waiting, not the work", err=True)
 
 
 def start_or_follow_training(plan, enqueued: int, *, follow: bool, progress: bool) -> dict:
@@ -151,6 +175,8 @@ def run_training(options: dict, *, wait: bool, progress: bool) -> dict:
 
     upgrade_schema()
     check_train_options(options)
+    if get_settings().embedded:
+        ensure_broker_dirs()
     run_id, _ = plan_run(options)
     dispatch_run(run_id, find_run(run_id).config)
     if get_settings().embedded or wait:
@@ -165,6 +191,8 @@ def resume_training(run_id: str, *, wait: bool, progress: bool) -> dict:
     from workers.training.lease import take_back_run
 
     upgrade_schema()
+    if get_settings().embedded:
+        ensure_broker_dirs()
     take_back_run(run_id, dispatch_run)
     if get_settings().embedded or wait:
         follow_run(run_id, progress=progress)

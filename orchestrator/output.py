@@ -163,11 +163,13 @@ def format_ingest(result: dict) -> str:
     by = videos["by_status"]
     lines = [
         f"{result['dataset']}: {videos['total']} videos ({videos['by_label']['real']} real, "
-        f"{videos['by_label']['fake']} fake), {result['new_videos']} new, {result['enqueued']} processed now",
+        f"{videos['by_label']['fake']} fake), {result['new_videos']} new, {result['enqueued']} "
+        f"{'processed now' if result['followed'] else 'enqueued'}",
         f"done {by['done']}, no face {by['no_face']}, failed {by['failed']}, "
         f"pending {by['pending']}, running {by['running']}; {status['crops']} crops",
     ]
     lines += [f"  failed: {failure['video']}: {failure['error']}" for failure in status["failures"][:10]]
+    lines += [f"  warning: {w['video']}: {w['warning']}" for w in status.get("warnings", [])[:10]]
     if len(status["failures"]) > 10:
         lines.append(f"  ... and {len(status['failures']) - 10} more (orchestrator status --json)")
     if not result["followed"] and result["enqueued"]:

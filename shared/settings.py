@@ -140,7 +140,12 @@ def load_settings() -> Settings:
     for f in fields(Settings):
         raw = None if f.name in _DERIVED else _env(env_name(f.name))
         if raw is not None:
-            tunables[f.name] = _parse(f.default, raw)
+            try:
+                tunables[f.name] = _parse(f.default, raw)
+            except ValueError:
+                from shared.errors import InputError
+
+                raise InputError(f"{env_name(f.name)}={raw!r}: not a {type(f.default).__name__}") from None
     return Settings(
         data_dir=data_dir,
         database_url=_env("DATABASE_URL") or f"sqlite:///{data_dir / 'pipeline.db'}",

@@ -1,5 +1,7 @@
 """Bad input gets one line on stderr and exit code 2, never a traceback."""
 
+from pathlib import Path
+
 import pytest
 
 from tests.support import pipeline_env, run_cli
@@ -46,3 +48,84 @@ def test_sample_data_refuses_a_non_empty_directory(env, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     assert_one_line_error(run_cli(["sample-data", str(tmp_path / "full")], env), 2, "not an empty directory")
+
+
+@pytest.mark.parametrize("option", [["--every", "nan"], ["--every", "inf"], ["--size", "1000000"],
+                                    ["--margin", "inf"]])
+def test_non_finite_or_absurd_ingest_options(env, sample_root, option):
+    result = run_cli(["ingest", str(sample_root), *option], env)
+    assert_one_line_error(result, 2, option[0])
+    assert not (Path(env["DATA_DIR"]) / "broker").exists()  # bad input leaves DATA_DIR alone
+
+
+def test_a_usage_error_is_one_line(env):
+    assert_one_line_error(run_cli(["ingest"], env), 2, "Missing argument", "orchestrator ingest --help")
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("notaurl", "not a database URL"),
+    ("mysql://user@host/db", "no driver"),
+    ("sqlite:////nonexistent-celebdf/x/y.db", "does not exist"),
+])
+def test_bad_database_urls(env, url, needle):
+    assert_one_line_error(run_cli(["status"], dict(env, DATABASE_URL=url)), 2, "DATABASE_URL", needle)
+    assert not Path("/nonexistent-celebdf").exists()
+
+
+def test_data_dir_that_is_a_file(env, tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(run_cli(["status"], dict(env, DATA_DIR=str(tmp_path / "file"))), 2, "not a directory")
+
+
+def test_data_dir_under_a_file_is_not_writable(env, tmp_path, sample_root):
+    """Root can write anywhere chmod forbids: a folder under a regular file is unwritable for anyone."""
+    (tmp_path / "file").write_text("x")
+    result = run_cli(["ingest", str(sample_root)], dict(env, DATA_DIR=str(tmp_path / "file" / "data")))
+    assert_one_line_error(result, 2, "file")
+
+
+def test_broker_down_is_one_line_and_marks_nothing_enqueued(env, tmp_path, sample_root):
+    from sqlalchemy import create_engine, text
+
+    db = tmp_path / "pipeline.db"
+    env = dict(env, DATABASE_URL=f"sqlite:///{db}", CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    assert_one_line_error(run_cli(["ingest", str(sample_root)], env), 1, "broker", "refused")
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        enqueued = conn.execute(text("SELECT count(*) FROM videos WHERE enqueued_at IS NOT NULL")).scalar()
+    engine.dispose()
+    assert enqueued == 0  # nothing is marked sent: the next run sends every video
+
+
+def test_a_failed_send_leaves_the_video_unmarked(local_db, monkeypatch):
+    """The broker fails after the first message: only that video is marked enqueued."""
+    from kombu.exceptions import OperationalError
+    from sqlalchemy import select
+
+    from db.models import Dataset, Video
+    from db.session import session_scope
+    from shared.errors import WorkFailed
+    from workers.planning import ingest
+
+    with session_scope() as session:
+        session.add(Dataset(id=1, root="/x"))
+        session.flush()
+        for i in (1, 2, 3):
+            session.add(Video(id=i, dataset_id=1, rel_path=f"a/{i}.mp4", folder="a", label=0, group_key=str(i)))
+    calls = []
+
+    def send_task(*args, **kwargs):
+        calls.append(kwargs["kwargs"]["video_id"])
+        if len(calls) > 1:
+            raise OperationalError("connection refused")
+
+    monkeypatch.setattr(ingest.app, "send_task", send_task)
+    with pytest.raises(WorkFailed, match="1 of 3 videos sent"):
+        ingest.enqueue_videos(None, [(1, "a/1.mp4"), (2, "a/2.mp4"), (3, "a/3.mp4")], {})
+    with session_scope() as session:
+        marked = session.scalars(select(Video.id).where(Video.enqueued_at.is_not(None))).all()
+    assert marked == [1]
+
+
+def test_predict_a_directory(env, tmp_path):
+    assert_one_line_error(run_cli(["predict", str(tmp_path)], env), 2, "is a directory")

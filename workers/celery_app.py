@@ -16,10 +16,10 @@ TRAIN_TASK = "train.fit"
 def broker_transport_options(settings) -> dict:
     if settings.broker_url.startswith("filesystem"):
         # Embedded mode: producer and workers share one folder under DATA_DIR.
+        # Made by whoever sends or consumes first (orchestrator/embedded.py: ensure_broker_dirs), not
+        # here: a command that only reads, or fails on bad input, leaves DATA_DIR alone.
         queue_dir = settings.broker_dir / "queue"
         control_dir = settings.broker_dir / "control"
-        for folder in (queue_dir, control_dir):
-            folder.mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),

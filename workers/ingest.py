@@ -290,6 +290,13 @@ def _record(video_id: int, *, status: str, error: str | None, rows: list[dict], 
     return seconds
 
 
+def record_failure(video_id: int, exc: BaseException) -> None:
+    """A video whose task raised something unexpected ends failed with the error, never running."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    _record(video_id, status=FAILED, error=f"{type(exc).__name__}: {message}"[:2000], rows=[],
+            started=time.perf_counter())
+
+
 def record_timeout(video_id: int, limit_s: float) -> None:
     """A video that outlived the task's time limit is recorded as failed, not retried."""
     _record(video_id, status=FAILED, error=f"took longer than the {limit_s:.0f} s time limit", rows=[],

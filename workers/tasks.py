@@ -28,7 +28,7 @@ TRANSIENT_ERRORS = (OperationalError, DBAPIError, ConnectionError, TimeoutError)
 def process_video_task(self, video_id: int, video: str = "", params: dict | None = None,
                        force: bool = False) -> dict:
     """Sample, detect, crop and record one video. ``video`` is its path, for people reading Flower."""
-    from workers.ingest import IngestParams, process_video, record_timeout
+    from workers.ingest import IngestParams, process_video, record_failure, record_timeout
     from workers.planning.barrier import ingest_of_video, start_training_when_done
 
     try:
@@ -37,6 +37,13 @@ def process_video_task(self, video_id: int, video: str = "", params: dict | None
         record_timeout(video_id, get_settings().cpu_task_soft_limit_s)
         start_training_when_done(ingest_of_video(video_id))  # a timed-out last video still ends the ingest
         raise
+    except TRANSIENT_ERRORS:
+        raise  # autoretry_for: another try later
+    except Exception as exc:  # anything else is this video's failure: recorded, never left running
+        log.exception("video %s (%s) failed", video_id, video)
+        record_failure(video_id, exc)
+        start_training_when_done(ingest_of_video(video_id))
+        return {"video": video, "video_id": video_id, "status": "failed", "error": str(exc)}
     log.info("%s: %s, %s crops", summary.get("video", video), summary["status"], summary.get("crops", 0))
     run_id = start_training_when_done(summary.get("ingest_id"))  # set only when a barrier waits
     if run_id:

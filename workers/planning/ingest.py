@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable
 
+from kombu.exceptions import KombuError
 from sqlalchemy import func, insert, or_, select, update
 
 from db.models import Dataset, Ingest, Video, utcnow
 from db.session import session_scope
+from shared.errors import WorkFailed
 from shared.labels import FAILED, FINISHED_STATUSES, PENDING, RUNNING
 from shared.settings import get_settings
 from workers.celery_app import PROCESS_VIDEO_TASK, app
@@ -26,6 +28,16 @@ def chunked(items: list, size: int = CHUNK):
         yield items[start:start + size]
 
 
+def insert_ignoring_duplicates(session, model):
+    """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite): rows another process inserted a
+    moment earlier are left as they are, not an IntegrityError."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(model).on_conflict_do_nothing()
+
+
 @dataclass
 class IngestPlan:
     dataset_id: int
@@ -37,16 +49,16 @@ class IngestPlan:
 
 
 def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embedded: bool,
-                    then_train: bool = False, train_options: dict | None = None) -> IngestPlan:
+                    then_train: bool = False, train_options: dict | None = None,
+                    queued: set[int] | None = None) -> IngestPlan:
     """Record every scanned video (nothing already recorded is duplicated or lost) and pick
-    the videos this ingest must process."""
+    the videos this ingest must process. ``queued``: the videos whose message the broker holds
+    (queued_video_ids); a pending video outside it is sent again at once."""
     settings = get_settings()
     with session_scope() as session:
+        # Two first ingests of one dataset at once: both insert, one row wins, both read it.
+        session.execute(insert_ignoring_duplicates(session, Dataset).values(root=str(scan.root), created_at=utcnow()))
         dataset = session.scalar(select(Dataset).where(Dataset.root == str(scan.root)))
-        if dataset is None:
-            dataset = Dataset(root=str(scan.root))
-            session.add(dataset)
-            session.flush()
         # Plain rows, not ORM objects: a full Celeb-DF is 6.5k videos, a hundredfold one 650k.
         known = {row.rel_path: row for row in session.execute(
             select(Video.rel_path, Video.id, Video.official_test).where(Video.dataset_id == dataset.id))}
@@ -58,7 +70,7 @@ def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embed
             for e in scan.videos if e.rel_path not in known
         ]
         for chunk in chunked(new_rows):
-            session.execute(insert(Video), chunk)
+            session.execute(insert_ignoring_duplicates(session, Video), chunk)
         # Identities follow from the file name and never change; the test-list mark may.
         for marked in (True, False):
             ids = [known[e.rel_path].id for e in scan.videos
@@ -92,6 +104,12 @@ def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embed
         rows = session.execute(
             select(Video.id, Video.rel_path).where(Video.dataset_id == dataset.id, unfinished).order_by(Video.id)
         ).all()
+        if queued is not None and not embedded:  # pending, but no queue holds its message: lost
+            chosen = {r.id for r in rows}
+            rows += [r for r in session.execute(
+                select(Video.id, Video.rel_path).where(Video.dataset_id == dataset.id, Video.status == PENDING,
+                                                       Video.enqueued_at.is_not(None)).order_by(Video.id)
+            ).all() if r.id not in queued and r.id not in chosen]
         if then_train:
             # Videos still in flight from an earlier ingest must also answer to this one's barrier.
             session.execute(
@@ -111,23 +129,77 @@ def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embed
 
 
 def enqueue_videos(ingest_id: int, videos: list[tuple[int, str]], params: dict, *, force: bool = False) -> int:
-    """One Celery task per (video id, path); the app routes them to the cpu queue."""
+    """One Celery task per (video id, path); the app routes them to the cpu queue. A video is marked
+    enqueued only once its message was sent: when the broker fails midway, the videos not sent stay
+    unmarked and the next run sends them (WorkFailed says how many were sent)."""
     if not videos:
         return 0
-    ids = [video_id for video_id, _ in videos]
-    with session_scope() as session:
-        for chunk in chunked(ids):
-            session.execute(
-                update(Video).where(Video.id.in_(chunk)).values(status=PENDING, enqueued_at=utcnow(), ingest_id=ingest_id)
-            )
-    with app.connection_for_write() as connection:
-        for video_id, rel_path in videos:
-            app.send_task(
-                PROCESS_VIDEO_TASK,
-                kwargs={"video_id": video_id, "video": rel_path, "params": params, "force": force},
-                connection=connection,
-            )
-    return len(ids)
+    sent: list[int] = []
+
+    def mark(ids: list[int]) -> None:
+        with session_scope() as session:
+            for chunk in chunked(ids):
+                session.execute(update(Video).where(Video.id.in_(chunk))
+                                .values(status=PENDING, enqueued_at=utcnow(), ingest_id=ingest_id))
+
+    try:
+        with app.connection_for_write() as connection:
+            for video_id, rel_path in videos:
+                app.send_task(
+                    PROCESS_VIDEO_TASK,
+                    kwargs={"video_id": video_id, "video": rel_path, "params": params, "force": force},
+                    connection=connection,
+                )
+                sent.append(video_id)
+                if len(sent) % CHUNK == 0:
+                    mark(sent[-CHUNK:])
+    except KombuError as exc:
+        from shared.settings import mask_url
+
+        mark(sent[len(sent) - len(sent) % CHUNK:])
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WorkFailed(f"broker {mask_url(get_settings().broker_url)}: {reason}; {len(sent)} of {len(videos)} "
+                         "videos sent, the others stay pending: run the command again once it is back") from None
+    mark(sent[len(sent) - len(sent) % CHUNK:])
+    return len(sent)
+
+
+def queued_video_ids() -> set[int] | None:
+    """Ids of the videos whose message a Redis broker holds (queued, or delivered and not yet
+    acknowledged); None when the broker cannot be looked into (another transport). A pending video
+    outside this set lost its message (a Redis restarted without persistence): send it again."""
+    import base64
+    import json
+
+    if not get_settings().broker_url.startswith(("redis://", "rediss://")):
+        return None
+    from workers.celery_app import CPU_QUEUE
+
+    def video_id(payload: bytes | str):
+        try:
+            message = json.loads(payload)
+            body = message["body"]
+            if message.get("properties", {}).get("body_encoding") == "base64":
+                body = base64.b64decode(body)
+            _args, kwargs, _embed = json.loads(body)
+            return int(kwargs["video_id"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    ids: set[int] = set()
+    with app.connection_for_read() as connection:
+        client = connection.default_channel.client
+        # kombu keeps one list per priority step: "cpu", "cpu\x06\x163", ...
+        for key in client.keys(f"{CPU_QUEUE}*"):
+            if client.type(key) == b"list":
+                ids.update(video_id(raw) for raw in client.lrange(key, 0, -1))
+        for raw in client.hvals("unacked"):
+            try:
+                ids.add(video_id(json.dumps(json.loads(raw)[0])))
+            except (ValueError, IndexError, TypeError):
+                continue
+    ids.discard(None)
+    return ids
 
 
 def dataset_counts(dataset_id: int) -> dict[str, int]:
