@@ -56,6 +56,17 @@ def check_database_url(url: str) -> None:
             raise InputError(f"DATABASE_URL {url}: the folder {folder} does not exist")
 
 
+def _writable(folder: Path) -> bool:
+    """Whether files can be created in ``folder`` (tried: root passes every access() check)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def make_engine(url: str) -> Engine:
     settings = get_settings()
     if url.startswith("sqlite"):
@@ -63,6 +74,12 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if Path(path).is_file() and not _writable(Path(path).parent):
+                # A read-only DATA_DIR (a read-only mount, an immutable folder): SQLite cannot create
+                # the WAL's shared-memory file there, so even reading fails. Open the file immutable,
+                # read-only: status, export, report and runs work; writing commands fail in one line.
+                engine = create_engine(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true")
+                return engine
         engine = create_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine

@@ -221,16 +221,22 @@ def finished_run(run_id: str | None, doing: str):
 
 
 def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: Path | None = None):
-    """(run, [{"video", "fake_probability", "label", "faces"}, ...]); bad input raises InputError."""
+    """(run, [{"video", "fake_probability", "label", "faces"}, ...]); a video that cannot be read
+    comes back as {"video", "label": None, "error"}; InputError when none can be read."""
     from db.migrate import upgrade_schema
     from workers.video import VideoError, open_video
 
-    for path in videos:  # every input is checked before anything heavy is loaded
+    unreadable = []  # every input is checked before anything heavy is loaded
+    for path in videos:
         try:
             capture, _ = open_video(path)
             capture.release()
         except VideoError as exc:
-            raise InputError(f"{path}: {exc}") from None
+            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            unreadable.append({"video": str(path), "label": None, "error": message})
+    if len(unreadable) == len(videos):
+        raise InputError("; ".join(u["error"] for u in unreadable))
+    videos = [p for p in videos if str(p) not in {u["video"] for u in unreadable}]
     upgrade_schema()
     run = finished_run(run_id, "predict")
     from shared.quiet import load_tensorflow
@@ -239,7 +245,7 @@ def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: P
     from workers.predict import judge_videos
 
     try:
-        return run, judge_videos(videos, run, explain_dir=explain_dir)
+        return run, judge_videos(videos, run, explain_dir=explain_dir) + unreadable  # judged, then not
     except VideoError as exc:
         raise InputError(str(exc)) from None
 

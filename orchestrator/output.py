@@ -137,6 +137,8 @@ def format_runs(rows: list[dict]) -> str:
 
 
 def format_prediction(result: dict) -> str:
+    if result.get("error"):
+        return f"{result['video']}: not judged: {result['error']}"
     if result["label"] is None:
         return f"{result['video']}: no face found, no verdict"
     text = (f"{result['video']}: {result['label']} (fake probability {result['fake_probability']:.3f}, "

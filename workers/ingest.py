@@ -138,6 +138,8 @@ def _extract(capture, info: VideoInfo, params: IngestParams, detector, index) ->
         capture.release()
     if sampled == 0:
         raise VideoError("no frame could be decoded")
+    if frames.frames_walked <= 1 and info.reported_frames <= 0:  # e.g. a PNG renamed .mp4
+        raise VideoError("not a video: a single still image")
     return VideoCrops(info=info, frames_walked=frames.frames_walked, frames_sampled=sampled, crops=crops)
 
 
@@ -281,6 +283,7 @@ def _record(video_id: int, *, status: str, error: str | None, rows: list[dict], 
                 width=info.info.width,
                 height=info.info.height,
                 frames_decoded=info.frames_walked,
+                frames_expected=info.info.reported_frames if info.info.reported_frames > 0 else None,
                 frames_sampled=info.frames_sampled,
             )
         session.execute(update(Video).where(Video.id == video_id).values(**values))

@@ -57,10 +57,17 @@ def sampled_indices(frame_count: int, fps: float, every_s: float) -> list[int]:
 
 def open_video(path: Path | str) -> tuple[cv2.VideoCapture, VideoInfo]:
     path = Path(path)
+    if path.is_dir():
+        raise VideoError(f"{path}: is a directory, not a video")
     if not path.is_file():
         raise VideoError(f"no such file: {path}")
     if path.stat().st_size == 0:
         raise VideoError("empty file")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        raise VideoError(f"{path}: permission denied") from None
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()

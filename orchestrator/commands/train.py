@@ -81,10 +81,13 @@ def predict_command(videos, run_id, explain_dir, as_json):
     run, results = predict_videos(list(videos), run_id, explain_dir=explain_dir)
     if as_json:
         print_json(results)
-        return
-    click.echo(f"run {run.id} ({run.config['backbone']}, threshold {run.config.get('threshold', 0.5):.3f})")
-    for result in results:
-        click.echo(format_prediction(result))
+    else:
+        click.echo(f"run {run.id} ({run.config['backbone']}, threshold {run.config.get('threshold', 0.5):.3f})")
+        for result in results:
+            click.echo(format_prediction(result))
+    unreadable = [r for r in results if r.get("error")]
+    if unreadable:  # the others were judged and printed; the command still failed for these
+        raise WorkFailed(f"{len(unreadable)} of {len(results)} videos could not be read")
 
 
 @click.command("export-model")

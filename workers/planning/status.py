@@ -10,6 +10,9 @@ from db.models import Crop, Video
 from db.session import session_scope
 from shared.labels import FAILED, LABEL_NAMES, VIDEO_STATUSES
 
+# A video decoded to less than this share of the frames its container announced gets a warning.
+SHORT_DECODE = 0.9
+
 EXPORT_COLUMNS = (
     "video", "label", "official_test", "status", "frame_index", "timestamp_s",
     "face_index", "x", "y", "w", "h", "confidence", "crop_path",
@@ -35,10 +38,19 @@ def ingest_status(dataset_id: int | None = None) -> dict:
                 scoped(select(Video.rel_path, Video.error).where(Video.status == FAILED).order_by(Video.rel_path))
             )
         ]
+        # Decoding stopped well before the frames the container announced: a damaged video.
+        short = (Video.frames_expected > 0) & (Video.frames_decoded < Video.frames_expected * SHORT_DECODE)
+        warnings = [
+            {"video": rel_path, "warning": f"decoded {decoded} of {expected} frames (damaged?)"}
+            for rel_path, decoded, expected in session.execute(
+                scoped(select(Video.rel_path, Video.frames_decoded, Video.frames_expected)
+                       .where(Video.status != FAILED, short).order_by(Video.rel_path)))
+        ]
     return {
         "videos": {"total": sum(by_status.values()), "by_status": by_status, "by_label": by_label},
         "crops": crops or 0,
         "failures": failures,
+        "warnings": warnings,
     }
 
 

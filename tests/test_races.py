@@ -1,0 +1,48 @@
+"""Two first ingests at once on a fresh DATA_DIR: the schema and the dataset are made once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.support import REPO, pipeline_env
+
+REGISTER = """
+import sys
+from db.migrate import upgrade_schema
+from workers.planning.ingest import register_videos
+from workers.planning.scan import scan_dataset
+upgrade_schema()
+plan = register_videos(scan_dataset(sys.argv[1]), {}, retry_failed=False, embedded=True)
+print(plan.dataset_id, plan.total_videos)
+"""
+
+
+def register_twice_at_once(env, root) -> list[str]:
+    processes = [subprocess.Popen([sys.executable, "-c", REGISTER, str(root)], env=env, cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-3000:]
+        outputs.append(out.strip())
+    return outputs
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_first_registrations_at_once(database, tmp_path, sample_root, request):
+    for attempt in range(3 if database == "sqlite" else 1):
+        data_dir = tmp_path / f"data{attempt}"
+        url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{data_dir / 'pipeline.db'}"
+        env = pipeline_env(DATA_DIR=data_dir, DATABASE_URL=url)
+        outputs = register_twice_at_once(env, sample_root)
+        assert outputs[0] == outputs[1]  # one dataset, every video, seen by both
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM datasets")).scalar() == 1
+            videos = conn.execute(text("SELECT count(*), count(DISTINCT rel_path) FROM videos")).one()
+        engine.dispose()
+        assert videos[0] == videos[1] == int(outputs[0].split()[1])
