@@ -4,6 +4,7 @@ local workers when no cluster is configured. Commands parse and print; the work 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -17,6 +18,9 @@ from shared.settings import get_settings
 # How often a followed command reads progress from the database (one small query).
 POLL_S = 0.25
 
+
+# How often `ingest --wait` looks into the broker for pending videos whose message was lost.
+LOST_MESSAGE_LOOK_S = 60.0
 
 # Sane bounds: a crop is resized to size x size (1,000,000 asked cv2 for 3 TB); a margin enlarges the box.
 MAX_CROP_SIZE = 2048
@@ -68,7 +72,7 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
     from db.migrate import upgrade_schema
     from workers.ingest import IngestParams
     from workers.planning.ingest import dataset_counts, enqueue_videos, queued_video_ids, register_videos
-    from workers.planning.ingest import unfinished_count, wait_until_finished
+    from workers.planning.ingest import lost_pending_videos, unfinished_count, wait_until_finished
     from workers.planning.scan import scan_dataset
     from workers.planning.status import ingest_status
 
@@ -90,10 +94,20 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
         if follow and not settings.embedded and progress:
             say_what_we_wait_for(dataset_counts(plan.dataset_id), queued, enqueued)
         if follow and unfinished_count(dataset_counts(plan.dataset_id)):
+            last_look = time.monotonic()
+
             def check() -> None:
+                nonlocal last_look
                 if worker is not None:
                     worker.check_alive()
                     enqueue_videos(plan.ingest_id, orphaned_videos(plan.dataset_id), params.as_dict())
+                elif time.monotonic() - last_look > LOST_MESSAGE_LOOK_S:  # a cluster: did Redis lose any?
+                    last_look = time.monotonic()
+                    lost = lost_pending_videos(plan.dataset_id)
+                    if lost:
+                        bar.bar.write(f"warning: the broker holds no message for {len(lost)} pending videos "
+                                      "(restarted without persistence?): sending them again", file=sys.stderr)
+                        enqueue_videos(plan.ingest_id, lost, params.as_dict())
 
             with closing(IngestProgress(plan.total_videos, progress)) as bar:
                 wait_until_finished(plan.dataset_id, on_tick=bar, check=check, on_db_retry=warn_database_unreachable,

@@ -23,7 +23,7 @@ LEASE_S, HEARTBEAT_S = 8, 1
 EPOCHS = 3
 
 
-def make_crops(n_videos: int = 24, per_video: int = 10, size: int = 48) -> None:
+def make_crops(n_videos: int = 12, per_video: int = 8, size: int = 48) -> None:
     """Videos with random crops recorded as done: enough for a few seconds per epoch, no ingest."""
     import cv2
 

@@ -164,6 +164,21 @@ def enqueue_videos(ingest_id: int, videos: list[tuple[int, str]], params: dict, 
     return len(sent)
 
 
+def lost_pending_videos(dataset_id: int, sent_before_s: float = 30.0) -> list[tuple[int, str]]:
+    """Pending videos sent more than ``sent_before_s`` ago whose message no queue holds (a Redis
+    restarted empty): `ingest --wait` sends them again instead of waiting for ever. [] when the
+    broker cannot be looked into."""
+    queued = queued_video_ids()
+    if queued is None:
+        return []
+    sent_before = utcnow() - timedelta(seconds=sent_before_s)
+    with session_scope() as session:
+        rows = session.execute(
+            select(Video.id, Video.rel_path).where(Video.dataset_id == dataset_id, Video.status == PENDING,
+                                                   Video.enqueued_at < sent_before).order_by(Video.id)).all()
+    return [(r.id, r.rel_path) for r in rows if r.id not in queued]
+
+
 def queued_video_ids() -> set[int] | None:
     """Ids of the videos whose message a Redis broker holds (queued, or delivered and not yet
     acknowledged); None when the broker cannot be looked into (another transport). A pending video
