@@ -91,6 +91,12 @@ def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
         assert result["threshold"] == report["config"]["threshold"]
         assert Path(result["explanation"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # A good video and a bad one: the good one is judged and printed, the command fails (exit 1).
+    (tmp_path / "bad.txt").write_text("not a video")
+    mixed = run_cli(["predict", str(dataset / chosen[0]), str(tmp_path / "bad.txt")], env)
+    assert mixed.returncode == 1 and str(dataset / chosen[0]) in mixed.stdout and "not judged" in mixed.stdout
+    assert mixed.stderr.strip() == "error: 1 of 2 videos could not be read"
+
     # Every run writes TensorBoard logs (scalars per epoch and per batches, the graph) and report.html.
     events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and (run_dir / "report.html").stat().st_size > 20000
