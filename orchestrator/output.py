@@ -156,6 +156,7 @@ def format_status(status: dict) -> str:
         f"crops: {status['crops']}",
     ]
     lines += [f"failed: {failure['video']}: {failure['error']}" for failure in status["failures"]]
+    lines += [f"warning: {w['video']}: {w['warning']}" for w in status.get("warnings", [])]
     return "\n".join(lines)
 
 

@@ -89,6 +89,7 @@ def test_broker_down_is_one_line_and_marks_nothing_enqueued(env, tmp_path, sampl
 
     db = tmp_path / "pipeline.db"
     env = dict(env, DATABASE_URL=f"sqlite:///{db}", CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    assert run_cli(["db", "upgrade"], env).returncode == 0
     assert_one_line_error(run_cli(["ingest", str(sample_root)], env), 1, "broker", "refused")
     engine = create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
@@ -145,3 +146,7 @@ def test_read_only_commands_work_on_a_read_only_data_dir(env, tmp_path):
             assert result.returncode == 0 and result.stderr.strip() == "", (command, result.stderr)
     finally:
         subprocess.run(["chattr", "-i", str(data_dir)], check=True)
+
+
+def test_resume_an_unknown_run(env):
+    assert_one_line_error(run_cli(["train", "--resume", "no-such-run"], env), 2, "no run 'no-such-run'")
