@@ -235,7 +235,7 @@ def take_back_run(run_id: str, send: Callable[[str, dict], object]) -> str:
 
 
 class LeaseSweep(bootsteps.StartStopStep):
-    """In every worker that consumes the gpu queue: every TRAIN_HEARTBEAT_S, take back the runs
+    """In every cluster worker that consumes the gpu queue: every TRAIN_HEARTBEAT_S, take back the runs
     whose lease expired. Runs on the worker's timer (its main thread), so no thread is alive in a
     process that forks pool children."""
 
@@ -248,7 +248,9 @@ class LeaseSweep(bootsteps.StartStopStep):
     def start(self, worker):
         from workers.celery_app import GPU_QUEUE
 
-        if GPU_QUEUE not in worker.app.amqp.queues.consume_from:
+        if GPU_QUEUE not in worker.app.amqp.queues.consume_from or get_settings().embedded:
+            # Embedded mode: the local worker lives for one command; it must not pick up a run an
+            # earlier, interrupted command left behind (`orchestrator train --resume RUN` does).
             return
         self.tref = worker.timer.call_repeatedly(get_settings().train_heartbeat_s, self.sweep, priority=10)
 
