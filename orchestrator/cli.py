@@ -48,12 +48,17 @@ class PipelineGroup(click.Group):
 
     def main(self, *args, **kwargs):
         # Click's usage errors print four lines (usage, hint, blank, error): one is enough.
+        kwargs.pop("standalone_mode", None)
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            super().main(*args, standalone_mode=False, **kwargs)
+            return None  # the console script does sys.exit(main()): a command's value is no exit code
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.Abort:
             fail("interrupted", 130)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # `orchestrator` alone: the help
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             names, ctx = [], exc.ctx
             while ctx is not None and ctx.parent is not None:
