@@ -150,3 +150,7 @@ def test_read_only_commands_work_on_a_read_only_data_dir(env, tmp_path):
 
 def test_resume_an_unknown_run(env):
     assert_one_line_error(run_cli(["train", "--resume", "no-such-run"], env), 2, "no run 'no-such-run'")
+
+
+def test_a_setting_that_is_not_a_number(env):
+    assert_one_line_error(run_cli(["status"], dict(env, TRAIN_LEASE_S="abc")), 2, "TRAIN_LEASE_S='abc': not a float")
