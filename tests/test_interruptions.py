@@ -61,7 +61,7 @@ def test_a_still_image_renamed_mp4_fails_as_not_a_video(local_db, tmp_path):
     png.rename(tmp_path / "Celeb-real" / "id0_0000.mp4")
     add_video(path=str(tmp_path))
     class NoFaces:  # the detector's answer does not matter here
-        def detect_faces(self, images):
+        def detect(self, images, min_face_pixels):
             return []
 
     summary = process_video(1, IngestParams(), detector=NoFaces())
