@@ -89,10 +89,6 @@ def create_app() -> Celery:
         worker_proc_alive_timeout=60,
         worker_hijack_root_logger=False,
     )
-    # GPU workers take back training runs whose lease expired (workers/training/lease.py).
-    from workers.training.lease import LeaseSweep
-
-    app.steps["worker"].add(LeaseSweep)
     return app
 
 

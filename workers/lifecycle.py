@@ -7,10 +7,15 @@ import logging
 from celery.signals import celeryd_after_setup, worker_process_init
 
 from shared.settings import get_settings
-from workers.celery_app import CPU_QUEUE
+from workers.celery_app import CPU_QUEUE, app
+from workers.training.lease import LeaseSweep
 
 log = logging.getLogger(__name__)
 _consumes_cpu_queue = False
+
+# GPU workers take back training runs whose lease expired (workers/training/lease.py). This module
+# is imported (the app's `include`) before a worker builds its steps.
+app.steps["worker"].add(LeaseSweep)
 
 
 def configure_threads(threads: int) -> None:
