@@ -168,6 +168,7 @@ class EvenFrames:
         count = 0
         while self.capture.grab():
             count += 1
+        self.frames_walked = count
         if count and not (self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                           and self.capture.get(cv2.CAP_PROP_POS_FRAMES) == 0):
             raise VideoError("the frame count is unknown and the video cannot be rewound")
