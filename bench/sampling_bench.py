@@ -1,11 +1,16 @@
 """Frame sampling cost: N frames evenly spaced (seek, grab-walk, or both) vs one frame every 3 s.
 
-    python bench/sampling_bench.py [--videos 2] [--repeat 3] [--out bench/out/sampling.json]
+    python bench/sampling_bench.py [--videos 2] [--repeat 5] [--out bench/out/sampling.json]
 
-Writes Celeb-DF-like clips (944x500, 30 fps, 13 s: the dataset's typical video) with
-shared/sample_data.py, plus a copy of each transcoded to H.264 with ffmpeg's x264 defaults (keyframe every 250 frames
-at most; and one ~130 s H.264 video made by looping a clip; OpenCV's mp4v writer puts one every 12 frames and ignores VIDEOWRITER_PROP_KEY_INTERVAL), and prints milliseconds per video
-(median and minimum over repeats: the machines are noisy, the minimum is the steadier number) to open the video and decode the sampled frames. No face detection.
+Writes Celeb-DF-like clips with shared/sample_data.py (944x500, 30 fps, 13 s: the dataset's typical
+video; mp4v, which OpenCV writes with a keyframe every 12 frames, ignoring
+VIDEOWRITER_PROP_KEY_INTERVAL), a copy of each transcoded to H.264 by ffmpeg with x264's defaults
+(a keyframe every 250 frames at most, as in downloaded datasets) and one ~130 s H.264 video made by
+looping a clip. Prints milliseconds per video to open it and decode the sampled frames (no face
+detection), median and minimum over the repeats: these machines are noisy, the minimum is the
+steadier number. Modes: "walk" grab()s every frame up to each sampled one, "seek" sets
+CAP_PROP_POS_FRAMES before each, "auto" is what EvenFrames does by default (seek only across gaps
+longer than workers.video.SEEK_MIN_GAP frames).
 """
 
 from __future__ import annotations
