@@ -95,3 +95,35 @@ def test_an_unknown_count_is_found_by_walking_once(tmp_path, reported):
     _, walked = decode(path, 8, seek_min_gap=WALK_ONLY)
     for a, b in zip(walked, got):
         assert np.array_equal(a.image_bgr, b.image_bgr), a.index
+
+
+class NoSeekCapture:
+    """A capture over a real one that refuses to seek, as some streams do."""
+
+    def __init__(self, capture):
+        self.capture = capture
+
+    def grab(self):
+        return self.capture.grab()
+
+    def retrieve(self):
+        return self.capture.retrieve()
+
+    def get(self, prop):
+        return self.capture.get(prop)
+
+    def set(self, prop, value):
+        return False
+
+
+def test_a_stream_that_cannot_seek_is_walked_instead(tmp_path):
+    path = write_numbered(tmp_path / "numbered.avi", 60)
+    capture, info = open_video(path)
+    try:
+        sampler = EvenFrames(NoSeekCapture(capture), info.fps, 4, info.reported_frames, seek_min_gap=0)
+        got = list(sampler)
+    finally:
+        capture.release()
+    assert [f.index for f in got] == even_indices(60, 4) and not sampler.ended_early
+    for frame in got:
+        assert abs(float(frame.image_bgr.mean()) - 4 * frame.index) < 2

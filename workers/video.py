@@ -174,6 +174,18 @@ class EvenFrames:
             raise VideoError("the frame count is unknown and the video cannot be rewound")
         return count
 
+    def _seek(self, index: int, position: int) -> int | None:
+        """Seek to ``index``; the position reached (walking goes on from there when the seek fell
+        short, as past the real end of a video whose count is too high), None when unknown."""
+        if self.capture.set(cv2.CAP_PROP_POS_FRAMES, index):
+            reached = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES))
+            if reached == index:
+                return index
+            if position <= reached < index:
+                return reached
+            return None
+        return position  # the stream cannot seek and has not moved: walk instead
+
     def __iter__(self) -> Iterator[SampledFrame]:
         if self.reported_frames <= 0:
             self.frame_count = self._count_by_walking()
@@ -182,10 +194,10 @@ class EvenFrames:
         position = 0  # index of the frame the next grab() returns
         for index in self.indices:
             if index - position > self.seek_min_gap:
-                if not self.capture.set(cv2.CAP_PROP_POS_FRAMES, index):
+                position = self._seek(index, position)
+                if position is None:
                     self.ended_early = True
                     break
-                position = index
             while position < index and self.capture.grab():
                 position += 1
             if position < index or not self.capture.grab():
