@@ -62,6 +62,8 @@ def test_ffpp_sample_is_read_with_labels_methods_groups_and_official_test(ffpp):
     assert {"000.mp4", "001.mp4", "000_001.mp4", "001_000.mp4"} in groups.values()
     assert {v.rel_path for v in scan.videos if v.official_test} == set(ffpp["test_videos"])
     assert len(ffpp["test_videos"]) == 6  # 004, 005 and 004_005, 005_004 of both methods
+    splits = Counter(v.official_split for v in scan.videos)
+    assert splits == {"train": 6, "val": 6, "test": 6, None: 3}  # DeepFakeDetection and actors: no split
     fake = next(v for v in scan.videos if v.rel_path.endswith("Deepfakes/c23/videos/002_003.mp4"))
     assert (fake.identity.source, fake.identity.target) == ("002", "003")
     assert fake.identity.source_video == "original_sequences/youtube/c23/videos/002.mp4"
@@ -146,6 +148,16 @@ def test_dfdc_sample_is_read_with_groups_and_the_public_test_set(dfdc):
     assert len(groups_of(scan)) == 4 + 3  # one per original, one per test video
     assert {v.rel_path for v in scan.videos if v.official_test} == set(dfdc["test_videos"])
     assert all(v.method is None for v in scan.videos)
+    assert Counter(v.official_split for v in scan.videos) == {"train": 12, "test": 3}
+
+
+def test_many_missing_dfdc_videos_make_one_warning(tmp_path):
+    root = touch(tmp_path, "part/a.mp4")
+    listing = {"a.mp4": {"label": "REAL"}} | {f"gone{k}.mp4": {"label": "REAL"} for k in range(40)}
+    (root / "part" / "metadata.json").write_text(json.dumps(listing))
+    scan = read_dfdc(root)
+    assert len(scan.videos) == 1
+    assert scan.warnings == ["part/metadata.json: 40 listed videos are not on disk (first: gone0.mp4)"]
 
 
 def test_dfdc_bad_entries_and_missing_files_are_warnings(dfdc, tmp_path):
@@ -163,7 +175,7 @@ def test_dfdc_bad_entries_and_missing_files_are_warnings(dfdc, tmp_path):
     scan = read_dfdc(root)
     assert len(scan.videos) == 15
     text = "\n".join(scan.warnings)
-    assert "gone.mp4 is listed but not on disk" in text and "missing.mp4 is listed but not on disk" in text
+    assert "gone.mp4 is listed but not on disk" in text and "missing.mp4 (line 6) is listed but not on disk" in text
     assert "'weird.mp4'" in text and "'notes.txt'" in text and "cannot parse 'broken line'" in text
     assert "1 videos are in no metadata.json" in text and "unlisted.mp4" in text
     assert len(scan.warnings) == 6
@@ -232,6 +244,7 @@ def test_celebdf_goes_through_the_existing_reader(tmp_path):
     assert scan.format == "celebdf" and scan.test_list_found
     assert all(isinstance(v, DatasetVideo) and v.method is None for v in scan.videos)
     assert {v.rel_path for v in scan.videos if v.official_test} == {"Celeb-synthesis/id0_id1_0000.mp4"}
+    assert {v.rel_path for v in scan.videos if v.official_split == "test"} == {"Celeb-synthesis/id0_id1_0000.mp4"}
     assert len(groups_of(scan)) == 2
 
 

@@ -50,6 +50,9 @@ _LAYOUTS = {
 @dataclass(frozen=True)
 class DatasetVideo(VideoEntry):
     method: str | None = None  # FF++ manipulation method of a fake ("Deepfakes", ...); None otherwise
+    # The dataset's own split when it publishes one: "train" / "val" / "test" (FF++'s json files,
+    # DFDC's metadata "split", "test" for DFDC's labels.csv and Celeb-DF's test list); None otherwise.
+    official_split: str | None = None
 
 
 @dataclass
@@ -165,7 +168,8 @@ def read_dataset(root: Path | str, format: str = "auto", *, compression: str = "
 def read_celebdf(root: Path | str) -> DatasetScan:
     """orchestrator/scan.py's Celeb-DF reader, its entries as DatasetVideo (method None)."""
     scan = scan_dataset(root)
-    videos = [DatasetVideo(v.rel_path, v.folder, v.label, v.identity, v.official_test) for v in scan.videos]
+    videos = [DatasetVideo(v.rel_path, v.folder, v.label, v.identity, v.official_test, None,
+                           "test" if v.official_test else None) for v in scan.videos]
     return DatasetScan(root=scan.root, videos=videos, warnings=list(scan.warnings),
                        test_list_found=scan.test_list_found, format="celebdf")
 
@@ -270,9 +274,11 @@ def read_ffpp(root: Path | str, *, compression: str = "c23", splits_dir: Path | 
     for rel, label, identity, method, node in raw:
         stem = PurePosixPath(rel).stem
         in_split = method != "DeepFakeDetection" and "/actors/" not in f"/{rel}"
-        official = in_split and stem in test_stems
+        # A video named by several split files (a warning above) counts as test first, then val.
+        split = next((name for name in ("test", "val", "train") if stem in splits.get(name, ())), None) \
+            if in_split else None
         videos.append(DatasetVideo(rel, _folder(rel), label, replace(identity, group_key=groups.find(node)),
-                                   official, method))
+                                   split == "test", method, split))
 
     if "test" in splits:
         on_disk_originals = {PurePosixPath(v.rel_path).stem for v in videos if "/youtube/" in v.rel_path}
@@ -334,7 +340,7 @@ def read_dfdc(root: Path | str) -> DatasetScan:
                          "or its subfolders")
     groups = _Groups()
     warnings: list[str] = []
-    raw: list[tuple[str, int, Identity, bool, str]] = []
+    raw: list[tuple[str, int, Identity, str | None, str]] = []  # rel, label, identity, split, node
     listed: set[str] = set()
     originals_named: dict[str, str] = {}  # original file name -> first fake naming it
 
@@ -346,6 +352,7 @@ def read_dfdc(root: Path | str) -> DatasetScan:
             raise InputError(f"{where}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
         if not isinstance(metadata, dict):
             raise InputError(f"{where}: expected an object mapping video names to their labels")
+        missing: list[str] = []
         for name, info in metadata.items():
             label = info.get("label") if isinstance(info, dict) else None
             if not (isinstance(name, str) and name.lower().endswith(VIDEO_SUFFIX) and "/" not in name) \
@@ -357,7 +364,7 @@ def read_dfdc(root: Path | str) -> DatasetScan:
             rel = _rel(root, video)
             listed.add(rel)
             if not video.is_file():
-                warnings.append(f"{where}: {name} is listed but not on disk")
+                missing.append(name)
                 continue
             original = info.get("original") if label == "FAKE" else None
             if label == "FAKE" and not (isinstance(original, str) and original.lower().endswith(VIDEO_SUFFIX)):
@@ -370,29 +377,34 @@ def read_dfdc(root: Path | str) -> DatasetScan:
                 originals_named.setdefault(original, rel)
             source_video = _rel(root, path.parent / original) if original else None
             identity = Identity(Path(original).stem if original else Path(name).stem, None, source_video, "")
-            raw.append((rel, FAKE if label == "FAKE" else REAL, identity, False, nodes[0]))
+            split = info.get("split") if isinstance(info.get("split"), str) else None
+            raw.append((rel, FAKE if label == "FAKE" else REAL, identity, split, nodes[0]))
+        _warn_missing(warnings, where, missing)
 
     for path in label_files:
         where = _rel(root, path)
+        missing = []
         for number, name, label in _read_label_csv(path, warnings, where):
             video = path.parent / name
             rel = _rel(root, video)
             listed.add(rel)
             if not video.is_file():
-                warnings.append(f"{where}:{number}: {name} is listed but not on disk")
+                missing.append(f"{name} (line {number})")
                 continue
             node = f"dfdc:{name}"
             groups.find(node)
-            raw.append((rel, label, Identity(Path(name).stem, None, None, ""), True, node))
+            raw.append((rel, label, Identity(Path(name).stem, None, None, ""), "test", node))
+        _warn_missing(warnings, where, missing)
 
     seen: set[str] = set()
     videos = []
-    for rel, label, identity, official, node in raw:
+    for rel, label, identity, split, node in raw:
         if rel in seen:
             warnings.append(f"{rel} is listed twice; the first listing is kept")
             continue
         seen.add(rel)
-        videos.append(DatasetVideo(rel, _folder(rel), label, replace(identity, group_key=groups.find(node)), official))
+        videos.append(DatasetVideo(rel, _folder(rel), label, replace(identity, group_key=groups.find(node)),
+                                   split == "test", None, split))
 
     on_disk = {_rel(root, p) for f in {p.parent for p in metadata_files + label_files} for p in _videos_in(f)}
     unlisted = sorted(on_disk - listed)
@@ -405,6 +417,14 @@ def read_dfdc(root: Path | str) -> DatasetScan:
         warnings.append(f"{len(missing_originals)} originals named by fakes are not on disk "
                         f"(first: {missing_originals[0]}); their fakes are still grouped by them")
     return DatasetScan(root=root, videos=videos, warnings=warnings, test_list_found=bool(label_files), format="dfdc")
+
+
+def _warn_missing(warnings: list[str], where: str, missing: list[str], detail: int = 5) -> None:
+    """One warning per listed-but-missing video, or one for them all when there are many."""
+    if len(missing) <= detail:
+        warnings.extend(f"{where}: {name} is listed but not on disk" for name in missing)
+    else:
+        warnings.append(f"{where}: {len(missing)} listed videos are not on disk (first: {missing[0]})")
 
 
 def _read_label_csv(path: Path, warnings: list[str], where: str):
