@@ -17,20 +17,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import shutil
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import cv2  # noqa: E402
 
-from workers.video import EvenFrames, SampledFrames, open_video  # noqa: E402
+from workers.video import SEEK_MIN_GAP, EvenFrames, SampledFrames, open_video  # noqa: E402
 
 WALK = 10**9  # seek_min_gap that never seeks
 
@@ -79,11 +83,41 @@ def run_once(path: Path, how: str) -> tuple[float, int]:
     return (time.perf_counter() - start) * 1000, count
 
 
+def detect_costs(clips: dict[str, list[Path]], repeat: int) -> dict:
+    """Whole per-video work of an ingest (decode, MTCNN, crop; no database, no PNGs) with each sampling."""
+    from workers.faces import get_detector
+    from workers.ingest import IngestParams, extract_face_crops
+
+    detector = get_detector()
+    extract_face_crops(next(iter(clips.values()))[0], IngestParams(frames=2), detector=detector)  # trace
+    results = {}
+    for kind, paths in clips.items():
+        if "one " in kind:
+            continue  # the long video: sampling alone shows the point
+        results[kind] = {}
+        for name, params in (("every 3 s", IngestParams(every_s=3.0)), ("8 frames", IngestParams(frames=8)),
+                             ("32 frames", IngestParams(frames=32))):
+            times, crops = [], set()
+            for _ in range(repeat):
+                for path in paths:
+                    start = time.perf_counter()
+                    result = extract_face_crops(path, params, detector=detector)
+                    times.append((time.perf_counter() - start) * 1000)
+                    crops.add(len(result.crops))
+            results[kind][name] = {"ms_per_video_median": round(statistics.median(times), 1),
+                                   "ms_per_video_min": round(min(times), 1), "crops": sorted(crops)}
+            print(f"detect {kind:44s} {name:10s} median {statistics.median(times):7.1f}  min {min(times):7.1f} "
+                  f"ms/video  crops {sorted(crops)}", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--detect", action="store_true",
+                        help="also time the whole per-video work (decode + MTCNN + crop) of each sampling")
     parser.add_argument("--long-s", type=float, default=130.0, help="length of the looped long video (0: none)")
     parser.add_argument("--frames", type=int, nargs="*", default=[], help="extra N to try with --gaps")
     parser.add_argument("--gaps", type=int, nargs="*", default=[], help="seek_min_gap values to try")
@@ -91,9 +125,11 @@ def main() -> None:
     cv2.setNumThreads(1)
     hows = ["every frame", "every 3 s", "8 walk", "8 seek", "8 auto", "32 walk", "32 seek", "32 auto"]
     hows += [f"{n} gap{g}" for n in args.frames for g in args.gaps]
-    results = {}
+    results, detect = {}, None
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory() as tmp:
-        for kind, paths in make_clips(Path(tmp), args.videos, args.long_s).items():
+        clips = make_clips(Path(tmp), args.videos, args.long_s)
+        for kind, paths in clips.items():
             results[kind] = {}
             for how in hows:
                 times, counts = [], set()
@@ -106,10 +142,15 @@ def main() -> None:
                                       "ms_per_video_min": round(min(times), 1), "frames": sorted(counts)}
                 print(f"{kind:44s} {how:12s} median {statistics.median(times):7.1f}  min {min(times):7.1f} "
                       f"ms/video  frames {sorted(counts)}", flush=True)
+        if args.detect:
+            detect = detect_costs(clips, max(1, args.repeat // 2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"videos": args.videos, "repeat": args.repeat, "results": results}, indent=2))
-
+        args.out.write_text(json.dumps({
+            "started": started, "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg(),
+                                            "python": platform.python_version(), "opencv": cv2.__version__},
+            "videos": args.videos, "repeat": args.repeat, "seek_min_gap": SEEK_MIN_GAP,
+            "sampling_ms_per_video": results, "whole_video_work_ms": detect}, indent=2))
 
 if __name__ == "__main__":
     main()

@@ -242,13 +242,12 @@ def read_ffpp(root: Path | str, *, compression: str = "c23", splits_dir: Path | 
     warnings: list[str] = []
     present = [(folder, kind, label, method) for folder, kind, label, method in sources if (root / folder).is_dir()]
     if not present:
-        found = sorted({p.parent.name for p in root.glob("*_sequences/*/*/videos")}
-                       | {p.parent.name for p in root.glob("original_sequences/*/*/videos")})
+        found = sorted({p.parent.name for p in root.glob("*_sequences/*/*/videos")})
         hint = f"; compressions present: {', '.join(found)}" if found else ""
         raise InputError(f"{root}: no FF++ video folder for compression {compression} "
                          f"(expected original_sequences/youtube/{compression}/videos/ or "
                          f"manipulated_sequences/<Method>/{compression}/videos/){hint}")
-    unknown = [m for m in methods if m not in FFPP_METHODS and (root / f"manipulated_sequences/{m}").is_dir()]
+    unknown = [method for _, _, _, method in present if method is not None and method not in FFPP_METHODS]
     if unknown:
         warnings.append(f"manipulation folders not known to FF++ read as fakes too: {', '.join(unknown)}")
 
