@@ -103,3 +103,33 @@ def test_aligned_crops_of_a_real_video_have_level_eyes(tmp_path, detector):
                                                          max_side=10_000, detector=detector)):
         assert abs(eye_angle(crop.landmarks)) > 10
         assert again and abs(eye_angle(again[0].landmarks)) < 3
+
+
+def test_an_ffpp_sample_registers_and_ingests_with_the_new_options(tmp_path, local_db, detector):
+    """What the CLI will wire: a non-Celeb-DF reader's scan goes through register_videos unchanged,
+    and process_video honours frames / largest_face / align."""
+    from sqlalchemy import select
+
+    from db.models import Crop, Video
+    from db.session import session_scope
+    from orchestrator.ingest import register_videos
+    from shared.sample_data import make_ffpp_sample
+    from workers.datasets import read_dataset
+    from workers.ingest import process_video
+
+    sample = make_ffpp_sample(tmp_path / "ffpp", originals=2, methods=("Deepfakes",), actors=0, seconds=2.0)
+    scan = read_dataset(sample["root"])
+    params = IngestParams(frames=4, largest_face=True, align=True)
+    plan = register_videos(scan, params.as_dict(), retry_failed=False, embedded=True)
+    assert plan.total_videos == 4
+    with session_scope() as session:
+        rows = {v.rel_path: v for v in session.scalars(select(Video))}
+        fake = rows["manipulated_sequences/Deepfakes/c23/videos/000_001.mp4"]
+        assert (fake.label, fake.group_key, fake.official_test) == (1, "ffpp:000", True)
+        vid = fake.id
+    summary = process_video(vid, params, detector=detector)
+    assert summary["status"] == "done" and summary["frames_sampled"] == summary["frames_expected"] == 4
+    with session_scope() as session:
+        crops = session.scalars(select(Crop).where(Crop.video_id == vid).order_by(Crop.frame_index)).all()
+        assert [c.frame_index for c in crops] == even_indices(20, 4) and {c.face_index for c in crops} == {0}
+    assert cv2.imread(str(local_db.data_dir / crops[0].crop_path)).shape == (128, 128, 3)
