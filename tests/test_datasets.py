@@ -266,3 +266,22 @@ def test_two_layouts_in_one_folder_must_be_named(tmp_path):
     with pytest.raises(InputError, match="several layouts"):
         detect_format(root)
     assert len(read_dataset(root, "folders").videos) == 1
+
+
+def first_frame(path: Path):
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok, path
+    return frame.astype("int16")
+
+
+def test_sample_fakes_are_their_originals_with_another_face(ffpp, dfdc, folders):
+    pairs = [(Path(ffpp["root"]) / rel, Path(ffpp["root"]) / ffpp["videos"][next(iter(ffpp["videos"]))][0])
+             for rel in ffpp["videos"]["manipulated_sequences/Deepfakes/c23/videos"][:1]]
+    pairs += [(Path(dfdc["root"]) / fake, Path(dfdc["root"]) / original) for fake, original in dfdc["originals"].items()]
+    pairs += [(Path(folders["root"]) / "fake/swapped/person1_swap.mp4", Path(folders["root"]) / "real/person1.mp4")]
+    for fake, original in pairs:
+        changed = (abs(first_frame(fake) - first_frame(original)).max(axis=2) > 24).mean()
+        assert 0.003 < changed < 0.2, (fake.name, changed)  # same footage, another face blended in
+        assert frames_in(fake) == frames_in(original) == 10
