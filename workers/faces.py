@@ -22,10 +22,26 @@ class Box:
     h: int
 
 
+# MTCNN's five landmarks, in this order. "left" and "right" as seen in the image (left_eye has the
+# smaller x in an upright face), not the person's own left and right.
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+Landmarks = tuple[tuple[float, float], ...]  # five (x, y) pairs in LANDMARK_NAMES order
+
+
 @dataclass(frozen=True)
 class Face:
     box: Box  # the detector's box in original frame pixels, clamped to the frame
     confidence: float
+    landmarks: Landmarks | None = None  # original frame pixels, not clamped; None if not detected
+
+
+def keep_largest_face(faces: Sequence[Face]) -> list[Face]:
+    """Only the face with the largest box (DeepfakeBench keeps one face per frame); [] stays [].
+    Equal areas: the first one given wins (detect_faces lists the most confident first)."""
+    if not faces:
+        return []
+    return [max(faces, key=lambda face: face.box.w * face.box.h)]  # max keeps the first of equals
 
 
 _detector = None
@@ -126,7 +142,15 @@ def detect_faces(
             x, y, w, h = (v / scale for v in det["box"])
             box = clamp_box(x, y, w, h, width, height)
             if box is not None:
-                faces.append(Face(box=box, confidence=confidence))
+                faces.append(Face(box=box, confidence=confidence, landmarks=_landmarks(det, scale)))
         faces.sort(key=lambda f: f.confidence, reverse=True)
         results.append(faces)
     return results
+
+
+def _landmarks(detection: dict, scale: float) -> Landmarks | None:
+    """MTCNN's keypoints in original frame pixels (scaled back like the box), or None."""
+    keypoints = detection.get("keypoints")
+    if not keypoints or any(name not in keypoints for name in LANDMARK_NAMES):
+        return None
+    return tuple((float(keypoints[name][0]) / scale, float(keypoints[name][1]) / scale) for name in LANDMARK_NAMES)

@@ -17,8 +17,9 @@ from db.session import session_scope
 from shared.labels import DONE, FAILED, FINISHED_STATUSES, NO_FACE, RUNNING
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings, setting_default
-from workers.faces import Box, crop_face, detect_faces
-from workers.video import SampledFrames, VideoError, VideoInfo, open_video
+from workers.align import align_face
+from workers.faces import Box, Landmarks, crop_face, detect_faces, keep_largest_face
+from workers.video import EvenFrames, SampledFrames, VideoError, VideoInfo, open_video, sampled_indices
 
 
 # IngestParams field -> the setting that holds its default (shared/settings.py).
@@ -42,6 +43,14 @@ class IngestParams:
     size: int = setting_default("crop_size")
     detect_max_side: int = setting_default("detect_max_side")
     detect_batch: int = setting_default("detect_batch")
+    # Per-ingest choices with no setting of their own: an older record lacks them, and means these.
+    frames: int | None = None  # N frames evenly spaced over the whole video instead of one every every_s
+    largest_face: bool = False  # keep only the largest face of each frame (DeepfakeBench); default: every face
+    align: bool = False  # rotate and scale each face so its eyes are level (workers/align.py)
+
+    def __post_init__(self):
+        if self.frames is not None and self.frames < 1:
+            raise ValueError("frames must be at least 1")
 
     @classmethod
     def from_settings(cls, **overrides) -> "IngestParams":
@@ -68,21 +77,31 @@ class FaceCrop:
     box: Box
     confidence: float
     image_bgr: np.ndarray
+    # MTCNN's five (x, y) points in frame pixels (workers.faces.LANDMARK_NAMES order), whether or not
+    # the crop was aligned with them; None when the detector gave none.
+    landmarks: Landmarks | None = None
 
 
 @dataclass
 class VideoCrops:
     info: VideoInfo
     frames_walked: int
-    frames_sampled: int
+    frames_sampled: int  # frames decoded and searched for faces
     crops: list[FaceCrop] = field(default_factory=list)
+    # Frames the sampling planned from the frame count; more than frames_sampled when the container's
+    # count was too high (the video ended first). None: every-N-seconds sampling with no reported count.
+    frames_expected: int | None = None
+    frame_count_walked: bool = False  # the count was unknown (0): the video was walked once to count it
 
 
 def extract_face_crops(path: Path | str, params: IngestParams, detector=None) -> VideoCrops:
     """Every face crop of one video file. Raises VideoError when the file is not a readable video."""
     capture, info = open_video(path)
     crops: list[FaceCrop] = []
-    frames = SampledFrames(capture, info.fps, params.every_s)
+    if params.frames is not None:
+        frames = EvenFrames(capture, info.fps, params.frames, info.reported_frames)
+    else:
+        frames = SampledFrames(capture, info.fps, params.every_s)
     sampled = 0
     batch = []
 
@@ -94,7 +113,13 @@ def extract_face_crops(path: Path | str, params: IngestParams, detector=None) ->
             detector=detector,
         )
         for frame, faces in zip(batch, faces_per_frame):
+            if params.largest_face:
+                faces = keep_largest_face(faces)
             for face_index, face in enumerate(faces):
+                if params.align:
+                    image = align_face(frame.image_bgr, face.box, face.landmarks, params.margin, params.size)
+                else:
+                    image = crop_face(frame.image_bgr, face.box, params.margin, params.size)
                 crops.append(
                     FaceCrop(
                         frame_index=frame.index,
@@ -102,7 +127,8 @@ def extract_face_crops(path: Path | str, params: IngestParams, detector=None) ->
                         face_index=face_index,
                         box=face.box,
                         confidence=face.confidence,
-                        image_bgr=crop_face(frame.image_bgr, face.box, params.margin, params.size),
+                        image_bgr=image,
+                        landmarks=face.landmarks,
                     )
                 )
         batch.clear()
@@ -119,7 +145,14 @@ def extract_face_crops(path: Path | str, params: IngestParams, detector=None) ->
         capture.release()
     if sampled == 0:
         raise VideoError("no frame could be decoded")
-    return VideoCrops(info=info, frames_walked=frames.frames_walked, frames_sampled=sampled, crops=crops)
+    if isinstance(frames, EvenFrames):
+        expected, walked_to_count = frames.frames_expected, frames.count_walked
+    else:
+        expected = (len(sampled_indices(info.reported_frames, info.fps, params.every_s))
+                    if info.reported_frames > 0 else None)
+        walked_to_count = False
+    return VideoCrops(info=info, frames_walked=frames.frames_walked, frames_sampled=sampled, crops=crops,
+                      frames_expected=expected, frame_count_walked=walked_to_count)
 
 
 def crop_dir_for(dataset_id: int, rel_path: str) -> PurePosixPath:
@@ -242,6 +275,7 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
         "status": status,
         "crops": len(rows),
         "frames_sampled": result.frames_sampled,
+        "frames_expected": result.frames_expected,
         "seconds": round(seconds, 3),
         "work_seconds": round(work_seconds, 3),  # decode, detect, crop, write PNGs: no database
         "ingest_id": ingest_id,
