@@ -51,26 +51,92 @@ def check_imagenet_weights(backbone: str) -> None:
         raise InputError(str(exc)) from None
 
 
+def ingest_params(*, every: float | None = None, frames: int | None = None, min_confidence: float | None = None,
+                  margin: float | None = None, size: int | None = None, largest_face: bool = False,
+                  align: bool = False, workers: int = 1):
+    """The checked IngestParams of the command's options (settings for what is not given)."""
+    from workers.ingest import IngestParams
+
+    if frames is not None and every is not None:
+        raise InputError("--frames and --every are exclusive: N frames over the whole video, or one every S seconds")
+    if frames is not None and frames < 1:
+        raise InputError(f"--frames must be at least 1, got {frames}")
+    params = IngestParams.from_settings(every_s=every, frames=frames, min_confidence=min_confidence, margin=margin,
+                                        size=size, largest_face=largest_face or None, align=align or None)
+    check_ingest_params(params, workers)
+    return params
+
+
+def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | None = None,
+                        splits: str | None = None):
+    """(scan, scan options to record). What an earlier ingest of the folder was told (FF++
+    compression and splits folder) holds unless given again."""
+    from workers.datasets import FORMATS, read_dataset
+    from workers.planning.ingest import recorded_dataset
+
+    fmt = (fmt or "auto").lower()
+    if fmt not in ("auto", *FORMATS):
+        raise InputError(f"unknown --format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
+    recorded = recorded_dataset(dataset) if _database_exists() else None
+    options = dict((recorded or {}).get("scan_options") or {})
+    if fmt == "auto" and recorded:
+        fmt = recorded["format"]
+    if compression is not None:
+        options["compression"] = compression
+    if splits is not None:
+        options["splits"] = str(Path(splits).expanduser().resolve())
+    scan = read_dataset(dataset, fmt, compression=options.get("compression", "c23"), splits_dir=options.get("splits"))
+    if scan.format != "ffpp":
+        given = [flag for flag, value in (("--compression", compression), ("--splits", splits)) if value is not None]
+        if given:
+            raise InputError(f"{' and '.join(given)} only apply to --format ffpp; {dataset} is {scan.format}")
+        options = {}
+    else:
+        options.setdefault("compression", "c23")
+    return scan, options
+
+
+def _database_exists() -> bool:
+    """False for a fresh embedded DATA_DIR (no file yet): nothing is recorded, and nothing is created
+    before the input is known to be good."""
+    settings = get_settings()
+    if not settings.database_url.startswith("sqlite"):
+        from db.migrate import upgrade_schema
+
+        upgrade_schema()
+        return True
+    path = settings.database_url.split("///", 1)[-1]
+    if path in ("", ":memory:") or not Path(path).is_file():
+        return False
+    from db.migrate import upgrade_schema
+
+    upgrade_schema()
+    return True
+
+
 def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_confidence: float | None = None,
                margin: float | None = None, size: int | None = None, retry_failed: bool = False,
-               wait: bool = False, progress: bool = True, then_train: dict | None = None) -> dict:
-    """Scan, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
+               wait: bool = False, progress: bool = True, then_train: dict | None = None, fmt: str = "auto",
+               name: str | None = None, compression: str | None = None, splits: str | None = None,
+               frames: int | None = None, largest_face: bool = False, align: bool = False) -> dict:
+    """Read the dataset's layout, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
     from db.migrate import upgrade_schema
-    from workers.ingest import IngestParams
     from workers.planning.ingest import dataset_counts, enqueue_videos, register_videos, unfinished_count
     from workers.planning.ingest import wait_until_finished
-    from workers.planning.scan import scan_dataset
     from workers.planning.status import ingest_status
 
     settings = get_settings()
-    params = IngestParams.from_settings(every_s=every, min_confidence=min_confidence, margin=margin, size=size)
-    check_ingest_params(params, workers)
-    scan = scan_dataset(dataset)
+    params = ingest_params(every=every, frames=frames, min_confidence=min_confidence, margin=margin, size=size,
+                           largest_face=largest_face, align=align, workers=workers)
+    if name is not None and not name.strip():
+        raise InputError("--name must not be empty")
+    scan, scan_options = read_dataset_folder(dataset, fmt, compression=compression, splits=splits)
     upgrade_schema()
     if settings.embedded:
         purge_embedded_queue()
     plan = register_videos(scan, params.as_dict(), retry_failed=retry_failed, embedded=settings.embedded,
-                           then_train=then_train is not None, train_options=then_train)
+                           then_train=then_train is not None, train_options=then_train,
+                           name=name.strip() if name else None, scan_options=scan_options or None)
     enqueued = enqueue_videos(plan.ingest_id, plan.to_enqueue, params.as_dict())
 
     follow = settings.embedded or wait
@@ -89,6 +155,9 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
     return {
         "training": training,
         "dataset": str(scan.root),
+        "name": plan.dataset_name,
+        "format": scan.format,
+        "format_detected": (fmt or "auto").lower() == "auto",
         "ingest_id": plan.ingest_id,
         "mode": "embedded" if settings.embedded else "distributed",
         "new_videos": plan.new_videos,

@@ -147,6 +147,8 @@ def format_ingest(result: dict) -> str:
     videos = status["videos"]
     by = videos["by_status"]
     lines = [
+        f"dataset {result['name']!r}: {result['format']} layout"
+        + (" (recognised; --format to choose)" if result.get("format_detected") else ""),
         f"{result['dataset']}: {videos['total']} videos ({videos['by_label']['real']} real, "
         f"{videos['by_label']['fake']} fake), {result['new_videos']} new, {result['enqueued']} processed now",
         f"done {by['done']}, no face {by['no_face']}, failed {by['failed']}, "
@@ -160,4 +162,19 @@ def format_ingest(result: dict) -> str:
     training = result.get("training")
     if training:
         lines.append(format_report(training["report"]) if training.get("report") else training["note"])
+    return "\n".join(lines)
+
+
+def format_datasets(rows: list[dict]) -> str:
+    if not rows:
+        return "no dataset yet: `orchestrator ingest PATH` records one"
+    lines = [f"{'name':<20} {'format':<8} {'videos':>6} {'real':>5} {'fake':>5} {'test':>5} {'crops':>6}  sampling  root"]
+    for r in rows:
+        params = r["params"] or {}
+        sampling = (f"{params['frames']} frames" if params.get("frames") else
+                    f"every {params.get('every_s')} s" if params else "-")
+        if params.get("align"):
+            sampling += ", aligned"
+        lines.append(f"{r['name']:<20} {r['format']:<8} {r['videos']:>6} {r['by_label']['real']:>5} "
+                     f"{r['by_label']['fake']:>5} {r['official_test_videos']:>5} {r['crops']:>6}  {sampling}  {r['root']}")
     return "\n".join(lines)

@@ -654,3 +654,34 @@ def make_folders_sample(
     labels[extra] = 0
     (root / "groups.csv").write_text("video,group\n" + "".join(f"{rel},{group}\n" for rel, group in groups.items()))
     return {"root": str(root), "videos": labels, "groups": groups}
+
+
+SAMPLE_FORMATS = ("celebdf", "ffpp", "dfdc", "folders")
+
+
+def make_sample(dest: Path | str, format: str = "celebdf", *, reals_per_folder: int = 3, fakes: int = 4,
+                seconds: float | None = None, seed: int = 0) -> dict:
+    """A sample dataset in one of ``SAMPLE_FORMATS`` (``sample-data --format``): the writer's summary
+    plus ``"format"`` and ``"counts"``: ``{"real", "fake", "official_test"}`` videos."""
+    if format == "celebdf":
+        summary = make_sample_dataset(dest, reals_per_folder=reals_per_folder, fakes=fakes,
+                                      seconds=seconds or 7.0, seed=seed)
+        real = len(summary["videos"]["Celeb-real"]) + len(summary["videos"]["YouTube-real"])
+        counts = {"real": real, "fake": len(summary["videos"]["Celeb-synthesis"]),
+                  "official_test": len(summary["test_list"])}
+    elif format == "ffpp":
+        summary = make_ffpp_sample(dest, seconds=seconds or 1.0, seed=seed)
+        fake = sum(len(rels) for folder, rels in summary["videos"].items() if folder.startswith("manipulated"))
+        real = sum(len(rels) for folder, rels in summary["videos"].items() if folder.startswith("original"))
+        counts = {"real": real, "fake": fake, "official_test": len(summary["test_videos"])}
+    elif format == "dfdc":
+        summary = make_dfdc_sample(dest, seconds=seconds or 1.0, seed=seed)
+        fake = sum(summary["videos"].values())
+        counts = {"real": len(summary["videos"]) - fake, "fake": fake, "official_test": len(summary["test_videos"])}
+    elif format == "folders":
+        summary = make_folders_sample(dest, seconds=seconds or 1.0, seed=seed)
+        fake = sum(summary["videos"].values())
+        counts = {"real": len(summary["videos"]) - fake, "fake": fake, "official_test": 0}
+    else:
+        raise ValueError(f"unknown sample format {format!r}; choose one of {', '.join(SAMPLE_FORMATS)}")
+    return {**summary, "format": format, "counts": counts}

@@ -10,6 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from shared.labels import LANDMARK_POINTS
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Box:
 
 # MTCNN's five landmarks, in this order. "left" and "right" as seen in the image (left_eye has the
 # smaller x in an upright face), not the person's own left and right.
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+LANDMARK_NAMES = LANDMARK_POINTS
 
 Landmarks = tuple[tuple[float, float], ...]  # five (x, y) pairs in LANDMARK_NAMES order
 

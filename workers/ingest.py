@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select, update
 
 from db.models import Crop, Dataset, Ingest, Video, utcnow
 from db.session import session_scope
-from shared.labels import DONE, FAILED, FINISHED_STATUSES, NO_FACE, RUNNING
+from shared.labels import DONE, FAILED, FINISHED_STATUSES, LANDMARK_COLUMNS, NO_FACE, RUNNING
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings, setting_default
 from workers.align import align_face
@@ -204,6 +204,14 @@ def remove_orphans(folder: Path, keep: set[str], stale_tmp_s: float) -> int:
     return removed
 
 
+def landmark_values(landmarks) -> dict:
+    """The crop row's landmark columns (None each when the detector gave no landmarks)."""
+    if landmarks is None:
+        return dict.fromkeys(LANDMARK_COLUMNS)
+    flat = [round(float(v), 2) for point in landmarks for v in point]
+    return dict(zip(LANDMARK_COLUMNS, flat))
+
+
 def process_video(video_id: int, params: IngestParams, *, force: bool = False, detector=None) -> dict:
     """Turn one registered video into recorded crops. Safe to run twice on the same video:
     the second run replaces the first's rows in one transaction and leaves one set of files.
@@ -263,6 +271,7 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
                 h=crop.box.h,
                 confidence=crop.confidence,
                 crop_path=str(folder_rel / name),
+                **landmark_values(crop.landmarks),
             )
         )
     status = DONE if rows else NO_FACE
