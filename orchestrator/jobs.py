@@ -208,14 +208,15 @@ def recorded_run(run_id: str, timeout_s: float = 60.0):
             time.sleep(0.2)
 
 
-def run_training(options: dict, *, wait: bool, progress: bool) -> dict:
-    """Plan the run, dispatch it to the gpu queue, and (embedded mode, or --wait) follow it."""
+def run_training(options: dict, *, wait: bool, progress: bool, datasets: list[str] | None = None) -> dict:
+    """Plan the run (on ``datasets``, default every one), dispatch it to the gpu queue, and
+    (embedded mode, or --wait) follow it."""
     from db.migrate import upgrade_schema
     from workers.planning.runs import dispatch_run, find_run, plan_run, run_report
 
     upgrade_schema()
     check_train_options(options)
-    run_id, _ = plan_run(options)
+    run_id, _ = plan_run(options, datasets=datasets)
     dispatch_run(run_id, find_run(run_id).config)
     if get_settings().embedded or wait:
         follow_run(run_id, progress=progress)
@@ -231,6 +232,27 @@ def follow_run(run_id: str, *, progress: bool) -> None:
             closing(TrainingProgress(progress)) as bar:
         wait_for_run(run_id, on_tick=bar, check=worker.check_alive if worker else None,
                      on_db_retry=warn_database_unreachable)
+
+
+def run_evaluation(run_id: str | None, dataset: str, part: str | None, *, wait: bool) -> dict:
+    """Record the evaluation of a run (default: the latest finished one) on a dataset, dispatch it
+    to the gpu queue, and (embedded mode, or --wait) follow it to its end."""
+    from db.migrate import upgrade_schema
+    from workers.planning.evaluations import (dispatch_evaluation, evaluation_report, plan_evaluation,
+                                              wait_for_evaluation)
+    from workers.planning.runs import find_run
+
+    if not dataset:
+        raise InputError("--dataset NAME is required: `orchestrator datasets` lists them")
+    upgrade_schema()
+    run = find_run(run_id, finished=not run_id)
+    evaluation_id = plan_evaluation(run, dataset, part)
+    dispatch_evaluation(evaluation_id, summary=f"run {run.id} on {dataset}")
+    if get_settings().embedded or wait:
+        with local_worker_when_embedded("gpu", 1, "evaluate", max_tasks_per_child=1, threads=0) as worker:
+            wait_for_evaluation(evaluation_id, check=worker.check_alive if worker else None,
+                                on_db_retry=warn_database_unreachable)
+    return evaluation_report(evaluation_id)
 
 
 def predict_videos(videos: list[Path], run_id: str | None = None):

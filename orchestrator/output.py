@@ -90,6 +90,8 @@ def format_report(report: dict) -> str:
         f"shared by training and test" + ("  (THIS SPLIT LEAKS: scores are optimistic)" if s.get("leaks") else ""),
     ]
     if report["status"] == RUN_DONE:
+        if c.get("datasets"):
+            lines.insert(1, f"datasets: {', '.join(c['datasets'])}")
         lines += [
             f"test crops:  accuracy {num(m.get('accuracy'))}  precision {num(m.get('precision'))}  "
             f"recall {num(m.get('recall'))}  f1 {num(m.get('f1'))}",
@@ -100,6 +102,7 @@ def format_report(report: dict) -> str:
             f"model: {report['artifacts'].get('model')}",
             "plots: " + ", ".join(report["artifacts"].get("plots", [])),
         ]
+        lines += [format_evaluation(e, short=True) for e in report.get("evaluations", [])]
     elif report.get("error"):
         lines.append(f"error: {report['error']}")
     return "\n".join(lines)
@@ -116,9 +119,13 @@ def format_runs(rows: list[dict]) -> str:
              f"{'eer':>6} {'v_auc':>6} {'v_acc':>6}"]
     for r in rows:
         split = r["split"] + ("*" if r["leaks"] else "")
-        lines.append(f"{r['run_id']:<22} {r['status']:<8} {r['backbone']:<15} {split:<9} {r['epochs']:>3} "
-                     f"{num(r['accuracy'])} {num(r['auc'])} {num(r['eer'])} {num(r['video_auc'])} "
-                     f"{num(r['video_accuracy'])}")
+        line = (f"{r['run_id']:<22} {r['status']:<8} {r['backbone']:<15} {split:<9} {r['epochs']:>3} "
+                f"{num(r['accuracy'])} {num(r['auc'])} {num(r['eer'])} {num(r['video_auc'])} "
+                f"{num(r['video_accuracy'])}")
+        # Cross-dataset video AUC beside the run's own: "  celebdf(all) v_auc 0.612".
+        for e in r.get("evaluations") or []:
+            line += f"  {e['dataset']}({e['part']}) v_auc {num((e['metrics'] or {}).get('video_auc')).strip()}"
+        lines.append(line)
     if any(r["leaks"] for r in rows):
         lines.append("* the split leaks (videos or identities on both sides): its scores are optimistic")
     return "\n".join(lines)
@@ -178,3 +185,22 @@ def format_datasets(rows: list[dict]) -> str:
         lines.append(f"{r['name']:<20} {r['format']:<8} {r['videos']:>6} {r['by_label']['real']:>5} "
                      f"{r['by_label']['fake']:>5} {r['official_test_videos']:>5} {r['crops']:>6}  {sampling}  {r['root']}")
     return "\n".join(lines)
+
+
+def format_evaluation(evaluation: dict, short: bool = False) -> str:
+    m = evaluation.get("metrics") or {}
+
+    def num(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    head = f"on {evaluation['dataset']} ({evaluation['part']}, {evaluation['videos']} videos, {evaluation['crops']} crops)"
+    if evaluation["status"] != "done":
+        return f"{head}: {evaluation['status']}" + (f": {evaluation['error']}" if evaluation.get("error") else "")
+    line = (f"{head}: video auc {num(m.get('video_auc'))}  crop auc {num(m.get('auc'))}  "
+            f"eer {num(m.get('eer'))}  video accuracy {num(m.get('video_accuracy'))}")
+    if short:
+        return line
+    return "\n".join([f"run {evaluation['run_id']} " + line,
+                      f"crops: accuracy {num(m.get('accuracy'))}  ap {num(m.get('ap'))}  loss {num(m.get('loss'))}  "
+                      f"confusion matrix [[tn, fp], [fn, tp]]: {m.get('confusion_matrix')}",
+                      f"plot: {evaluation.get('roc')}"])
