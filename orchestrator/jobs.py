@@ -246,13 +246,13 @@ def run_evaluation(run_id: str | None, dataset: str, part: str | None, *, wait: 
         raise InputError("--dataset NAME is required: `orchestrator datasets` lists them")
     upgrade_schema()
     run = find_run(run_id, finished=not run_id)
-    evaluation_id = plan_evaluation(run, dataset, part)
+    evaluation_id, warnings = plan_evaluation(run, dataset, part)
     dispatch_evaluation(evaluation_id, summary=f"run {run.id} on {dataset}")
     if get_settings().embedded or wait:
         with local_worker_when_embedded("gpu", 1, "evaluate", max_tasks_per_child=1, threads=0) as worker:
             wait_for_evaluation(evaluation_id, check=worker.check_alive if worker else None,
                                 on_db_retry=warn_database_unreachable)
-    return evaluation_report(evaluation_id)
+    return {**evaluation_report(evaluation_id), "warnings": warnings}
 
 
 def predict_videos(videos: list[Path], run_id: str | None = None):

@@ -8,7 +8,7 @@ import click
 
 from orchestrator.options import train_config_options
 from orchestrator.output import (format_evaluation, format_prediction, format_report, format_runs, json_option,
-                                 print_json)
+                                 print_json, warn)
 from shared.errors import WorkFailed
 from shared.labels import RUN_FAILED, RUN_RUNNING
 
@@ -78,6 +78,8 @@ def evaluate_command(run_id, dataset, part, wait, as_json):
     from orchestrator.jobs import run_evaluation
 
     result = run_evaluation(run_id, dataset, part, wait=wait)
+    for message in result.pop("warnings"):
+        warn(message)
     if as_json:
         print_json(result)
     else:

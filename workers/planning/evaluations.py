@@ -26,14 +26,27 @@ def trained_datasets(run_id: str) -> set[int]:
             .join(SplitMember, SplitMember.crop_id == Crop.id).where(SplitMember.run_id == run_id).distinct()))
 
 
-def plan_evaluation(run: Run, dataset: str, part: str | None = None) -> int:
-    """Record (or record again) the evaluation of a finished run on a dataset; its id. InputError,
-    with nothing written, for an unknown dataset, a part that would score what the model learnt,
-    or nothing to score."""
+def params_mismatch(run: Run, dataset_params: dict | None) -> list[str]:
+    """How the dataset's crops were made differently from the run's training crops (a model scored
+    on crops cut another way is measured on something it never saw the like of)."""
+    from workers.planning.ingest import CROP_PARAMS
+
+    trained = run.config.get("ingest") or {}
+    if not trained or not dataset_params:
+        return []
+    return [f"{key} {trained.get(key)} vs {dataset_params.get(key)}" for key in CROP_PARAMS
+            if key in trained and key in dataset_params and trained.get(key) != dataset_params.get(key)]
+
+
+def plan_evaluation(run: Run, dataset: str, part: str | None = None) -> tuple[int, list[str]]:
+    """Record (or record again) the evaluation of a finished run on a dataset: (its id, warnings).
+    InputError, with nothing written, for an unknown dataset, a part that would score what the model
+    learnt, or nothing to score."""
     if run.status != RUN_DONE:
         raise InputError(f"run {run.id} is {run.status}: only a finished run can be evaluated")
     with session_scope() as session:
-        dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == dataset))
+        found = session.execute(select(Dataset.id, Dataset.params).where(Dataset.name == dataset)).first()
+        dataset_id, dataset_params = found if found else (None, None)
         if dataset_id is None:
             known = list(session.scalars(select(Dataset.name).order_by(Dataset.id)))
             raise InputError(f"no dataset {dataset!r} (known: {', '.join(known) or 'none yet'})")
@@ -60,7 +73,11 @@ def plan_evaluation(run: Run, dataset: str, part: str | None = None) -> int:
         evaluation = Evaluation(run_id=run.id, dataset_id=dataset_id, part=part, status=RUN_QUEUED)
         session.add(evaluation)
         session.flush()
-        return evaluation.id
+        evaluation_id = evaluation.id
+    changed = params_mismatch(run, dataset_params)
+    warnings = [f"dataset {dataset!r} was ingested with other parameters than run {run.id}'s training data "
+                f"({', '.join(changed)}): the scores mix the model with a change of preprocessing"] if changed else []
+    return evaluation_id, warnings
 
 
 def dispatch_evaluation(evaluation_id: int, summary: str = "") -> str:
