@@ -1,31 +1,43 @@
-"""Training speed: our input pipeline (PNG crop files) vs the same model fed from in-memory arrays.
+"""Training speed: augmentation inside the model vs today's tf.data map; the input ceiling;
+the scale of data; two replicas vs one.
 
-    python bench/train_bench.py --out bench/out/train-cpu.json               # this CPU: 256 crops, batch 32
-    python bench/train_bench.py --images 4096 --batch-size 256 --mixed-precision   # on a GPU machine
+    python bench/train_bench.py --out bench/out/train-cpu.json     # this CPU: 256 crops, batch 32
+    python bench/train_bench.py --cores 1 --skip-train --images 2048   # input ceiling on one core
+    python bench/train_bench.py --scale 100000 --images 1000 --cache-dir /tmp/c --skip-train
+    python bench/train_bench.py --augment-cost                    # the augmentation layer per batch
+    python bench/train_bench.py --replica-check                   # 2 logical CPUs vs 1: same step?
 
 What it measures, in one process:
 
-  data alone   the input pipeline iterated with no model, images/s: its ceiling.
-               ``pipeline``: ``make_dataset(files, training=True)`` (epoch 1 decodes and fills the
-               cache, later epochs read the cache, shuffle, augment, preprocess);
-               ``pipeline_no_augment``: the same with ``training=False`` (epoch 1 = PNG decode ceiling);
-               ``arrays``: ``make_array_dataset(arrays, training=True)``.
-  train        one model (``build_model``, weights none) trained by ``model.fit`` as
-               ``workers/training/fit.py`` does (class_weight, shuffle=False), on each feed:
-               ``arrays``   ``make_array_dataset(..., training=True)`` from crops already decoded in memory
-               ``pipeline`` ``make_dataset(..., training=True)`` from the PNG files
-               ``constant`` (optional) one preprocessed batch repeated: the model alone, no input work.
-               The feeds take turns, one epoch each (A B C A B C ...), ``--epochs`` epochs per feed; the
-               first epoch of each is not timed (tracing / XLA compilation, cache filling).
-               Steady-state images/s = images of epochs 2..N / their wall time. Taking turns makes
-               the slow drifts of a shared machine hit every feed alike; the ratio pipeline / arrays
-               is also given per round (median).
+  data alone   an input pipeline iterated with no model, images/s (its ceiling):
+               ``cache``: ``make_dataset(files, training=True)``, the product's input side
+               (epoch 1 decodes PNGs and fills the cache; later epochs: cache, shuffle, batch of
+               uint8, prefetch: the ceiling per core with ``--cores 1``);
+               ``map``: today's (before this change) input side: the same, plus Keras'
+               RandomRotation/RandomTranslation/RandomFlip and ``preprocess`` in the tf.data map;
+               ``arrays``: ``make_dataset(arrays, training=True)``.
+  train        ``model.fit`` as ``workers/training/fit.py`` calls it (class_weight, shuffle=False):
+               ``model``    uint8 batches from the files, augmentation + preprocessing layers in the
+                            model (``build_model()``: the product);
+               ``map``      today's map feed above, into the same backbone and head built without
+                            those layers (``build_model(augment=False, preprocessing=False)``);
+               ``arrays``   the product's model on crops decoded in memory;
+               ``constant`` one uint8 batch repeated into the product's model: no input work.
+               The feeds take turns, one epoch each (A B C A B C ...), ``--epochs`` epochs per feed;
+               the first epoch of each is not timed (tracing, cache filling). Steady-state images/s =
+               images of epochs 2..N / their wall time; ratios per round, and their median.
+  --augment-cost  the augmentation layer alone on a uint8 batch (32, 128), in a tf.function, with and
+               without XLA, against today's three Keras layers + preprocess; ms per batch.
+  --scale N    N crop paths (the ``--images`` distinct files repeated), ``cache`` fed through the file
+               cache in ``--cache-dir`` (``train --cache DIR``): epoch times, peak RSS, cache size.
+  --replica-check  two logical CPU devices: one step of MirroredStrategy on 2 replicas against one
+               replica on the same global batch (loss, weights), then ``fit.train`` on 2 replicas.
 
 The crops are synthetic 128x128 faces (from the face images shipped with scikit-image and
 matplotlib, jittered, colour-shifted, with sensor-like noise so the PNGs are about the size of real
 ingest crops) written as PNG files, or real crops from an ingest with ``--crops-from DATA_DIR/crops``.
-Nothing is downloaded. The same script runs on a GPU machine: TensorFlow places the model on the GPU
-by itself, ``--mixed-precision`` is used there (ignored without a GPU, as ``fit.train`` does).
+Nothing is downloaded. On a GPU machine TensorFlow places the model on the GPU by itself;
+``--mixed-precision`` and ``--jit`` are used there.
 
 The report is written to ``--out`` after every phase, so a run cut short still leaves its numbers.
 """
@@ -51,9 +63,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-FEEDS = ("arrays", "pipeline", "constant")
-RATIO_TARGET = 0.90  # the pipeline must stay within 10% of the in-memory feed
+FEEDS = ("model", "map", "arrays", "constant")
 GPU_TARGET_IMAGES_PER_S = 5000
+INPUT_TARGET_PER_CORE = 2000  # images/s per core from the cache, model absent
+
+
+def early_setup(argv=None) -> None:
+    """What must happen before TensorFlow starts: CPU affinity, logical devices."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--cores" in argv:
+        cores = int(argv[argv.index("--cores") + 1])
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,9 +87,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="passes over each dataset without a model (at least 2; default 3)")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="mixed_float16 model (used only when TensorFlow sees a GPU)")
-    parser.add_argument("--feeds", default="arrays,pipeline",
-                        help="comma list, trained in this order, of: arrays, pipeline, constant "
-                             "(default arrays,pipeline)")
+    parser.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
+                        help="XLA for the models: auto = on where a GPU is seen (as fit.train), on, off")
+    parser.add_argument("--feeds", default="model,map",
+                        help="comma list, trained in this order, of: model, map, arrays, constant "
+                             "(default model,map)")
+    parser.add_argument("--cores", type=int,
+                        help="pin the process to this many CPU cores (before TensorFlow starts)")
+    parser.add_argument("--scale", type=int,
+                        help="scale check: this many crop paths through the file cache (no training)")
+    parser.add_argument("--cache-dir", type=Path, help="folder for the scale check's file cache")
+    parser.add_argument("--augment-cost", action="store_true", help="time the augmentation layer per batch only")
+    parser.add_argument("--replica-check", action="store_true",
+                        help="2 logical CPU replicas vs 1 on the same global batch, then fit.train on 2")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--weights", default="none", help="none (default) | imagenet | path of a .h5")
     parser.add_argument("--crops-dir", type=Path,
@@ -89,6 +119,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--feeds: unknown {bad}; choose from {', '.join(FEEDS)}")
     if args.images < 1 or args.batch_size < 1:
         parser.error("--images and --batch-size must be at least 1")
+    if args.scale and not args.cache_dir:
+        parser.error("--scale needs --cache-dir")
     if args.epochs < 2 or args.data_epochs < 2:
         parser.error("--epochs and --data-epochs must be at least 2 (the first epoch is not timed)")
     return args
@@ -168,20 +200,40 @@ def load_arrays(paths: list[Path]):
 
 # ------------------------------------------------------------------------------------ datasets
 
-def make_feed(name: str, paths, labels, arrays, args, *, training: bool = True):
+def legacy_map_augmenter(seed: int):
+    """Today's (before the change) augmentation: Keras' three layers, run in the tf.data map."""
+    import keras
+
+    return keras.Sequential([
+        keras.layers.RandomRotation(20 / 360, fill_mode="nearest", seed=seed),
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
+        keras.layers.RandomFlip("horizontal", seed=seed + 2),
+    ], name="legacy_augmentation")
+
+
+def make_feed(name: str, paths, labels, arrays, args, *, training: bool = True, cache=True):
     import numpy as np
     import tensorflow as tf
 
-    from workers.training.data import count_batches, make_array_dataset, make_dataset
+    from shared.preprocessing import preprocess
+    from workers.training.data import count_batches, make_dataset
 
-    options = dict(batch_size=args.batch_size, backbone=args.backbone, seed=args.seed,
-                   image_size=args.image_size)
-    if name == "pipeline":
-        return make_dataset(paths, labels, training=training, **options)
+    options = dict(batch_size=args.batch_size, seed=args.seed, image_size=args.image_size)
+    if name in ("model", "cache"):
+        return make_dataset(paths, labels, training=training, cache=cache, **options)
+    if name == "map":
+        augmenter = legacy_map_augmenter(args.seed)
+
+        def augment_and_preprocess(images, batch_labels):
+            images = augmenter(tf.cast(images, tf.float32), training=True)
+            return preprocess(images, args.backbone), batch_labels
+
+        dataset = make_dataset(paths, labels, training=training, cache=cache, **options)
+        return dataset.map(augment_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     if name == "arrays":
-        return make_array_dataset(arrays, labels, training=training, **options)
+        return make_dataset(arrays, labels, training=training, **options)
     if name == "constant":
-        images, batch_labels = next(iter(make_array_dataset(arrays, labels, training=True, **options)))
+        images, batch_labels = next(iter(make_dataset(arrays, labels, training=True, **options)))
         one_batch = (tf.identity(images), tf.constant(np.asarray(batch_labels)))
         return tf.data.Dataset.from_tensors(one_batch).repeat(count_batches(len(paths), args.batch_size))
     raise ValueError(name)
@@ -234,7 +286,7 @@ def epoch_timer():
     return EpochTimer()
 
 
-def train_interleaved(model, datasets: dict, n_images: int, args, class_weight) -> dict:
+def train_interleaved(models: dict, datasets: dict, n_images: int, args, class_weight) -> dict:
     """Train ``model`` one epoch at a time, the feeds taking turns (A B C A B C ...).
 
     The first epoch of each feed is not timed (tracing / compilation, cache filling); each later
@@ -244,8 +296,8 @@ def train_interleaved(model, datasets: dict, n_images: int, args, class_weight) 
     timers = {feed: epoch_timer() for feed in datasets}
     for _round in range(args.epochs):
         for feed, dataset in datasets.items():
-            model.fit(dataset, epochs=1, class_weight=class_weight, callbacks=[timers[feed]],
-                      shuffle=False, verbose=0)
+            models[feed].fit(dataset, epochs=1, class_weight=class_weight, callbacks=[timers[feed]],
+                             shuffle=False, verbose=0)
     full_batch = min(args.batch_size, n_images)
     results = {}
     for feed, timer in timers.items():
@@ -295,6 +347,161 @@ def machine_info() -> dict:
     }
 
 
+def rss_mib(kind: str = "VmRSS") -> float:
+    """Resident memory of this process, MiB: VmRSS (all), RssAnon (heap: what the process holds)
+    or RssFile (file pages mapped in, which the kernel can drop)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(kind + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def augment_cost(args) -> dict:
+    """The augmentation layer alone per uint8 batch, in a tf.function, against today's map work."""
+    import numpy as np
+    import tensorflow as tf
+
+    from shared.preprocessing import preprocess
+    from workers.training.models import BackbonePreprocessing, CropAugmentation
+
+    legacy = legacy_map_augmenter(args.seed)
+    layer, prep = CropAugmentation(seed=args.seed), BackbonePreprocessing(args.backbone)
+    variants = {
+        "in_model_layers": (lambda x: prep(layer(x, training=True)), False),
+        "in_model_layers_xla": (lambda x: prep(layer(x, training=True)), True),
+        "legacy_map_layers": (lambda x: preprocess(legacy(tf.cast(x, tf.float32), training=True), args.backbone),
+                              False),
+    }
+    results = {}
+    for batch in (32, 128):
+        images = tf.constant(np.random.default_rng(0).integers(
+            0, 256, (batch, args.image_size, args.image_size, 3), dtype=np.uint8))
+        for name, (function, jit) in variants.items():
+            compiled = tf.function(function, jit_compile=jit)
+            compiled(images).numpy()  # trace / compile
+            times = []
+            for _ in range(7):
+                start = time.perf_counter()
+                for _ in range(5):
+                    out = compiled(images)
+                out.numpy()
+                times.append((time.perf_counter() - start) / 5)
+            ms = statistics.median(times) * 1000
+            results[f"{name}_batch{batch}"] = {"ms_per_batch": round(ms, 2),
+                                               "images_per_s": round(batch / ms * 1000, 1),
+                                               "rounds_ms": [round(t * 1000, 2) for t in times]}
+            print(f"augment cost {name:22s} batch {batch:4d}: {results[f'{name}_batch{batch}']}", flush=True)
+    return results
+
+
+def scale_check(paths, labels, args) -> dict:
+    """``args.scale`` crop paths (the distinct files repeated) through the file cache, model absent."""
+    from workers.training.data import make_dataset
+
+    n = args.scale
+    big_paths = [paths[i % len(paths)] for i in range(n)]
+    big_labels = [labels[i % len(labels)] for i in range(n)]
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_file = args.cache_dir / "scale-train"
+    for old in args.cache_dir.glob("scale-train*"):
+        old.unlink()
+    rss_start = rss_mib()
+    dataset = make_dataset(big_paths, big_labels, training=True, cache=str(cache_file),
+                           batch_size=args.batch_size, seed=args.seed, image_size=args.image_size)
+    epochs = []
+    for epoch in range(args.data_epochs):
+        start, seen, rss_peak_in_epoch = time.perf_counter(), 0, 0.0
+        for i, (images, _labels) in enumerate(dataset):
+            seen += int(images.shape[0])
+            if i % 200 == 0:
+                rss_peak_in_epoch = max(rss_peak_in_epoch, rss_mib())
+        seconds = time.perf_counter() - start
+        epochs.append({"seconds": round(seconds, 2), "images_per_s": round(seen / seconds, 1),
+                       "rss_mib_sampled_max": rss_peak_in_epoch, "rss_mib_end": rss_mib(),
+                       "rss_anon_mib_end": rss_mib("RssAnon"), "rss_file_mib_end": rss_mib("RssFile")})
+        print(f"scale epoch {epoch + 1}: {epochs[-1]}", flush=True)
+        if seen != n:
+            raise RuntimeError(f"dataset gave {seen} images, expected {n}")
+    cache_bytes = sum(f.stat().st_size for f in args.cache_dir.glob("scale-train*"))
+    later = statistics.median(e["seconds"] for e in epochs[1:])
+    return {"crops": n, "distinct_files": len(set(map(str, paths))), "epochs": epochs,
+            "first_over_later": round(epochs[0]["seconds"] / later, 2),
+            "cache_file_gib": round(cache_bytes / 2**30, 2), "rss_mib_before": rss_start,
+            "decoded_size_gib": round(n * args.image_size ** 2 * 3 / 2**30, 2)}
+
+
+def replica_check(args) -> dict:
+    """2 logical CPU replicas vs 1 on the same global batch: loss and weights after one step;
+    then fit.train on the 2 replicas (tiny backbone without batch norm: BN normalizes per replica)."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import numpy as np
+
+    from workers.training import fit
+    from workers.training.data import make_dataset
+    from workers.training.models import build_model
+
+    size, global_batch = 32, 8
+
+    def tiny(image_size=size):
+        return keras.Sequential([keras.Input((image_size, image_size, 3)),
+                                 keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+                                 keras.layers.Conv2D(8, 3, strides=2, activation="relu")], name="tiny")
+
+    rng = np.random.default_rng(args.seed)
+    images = rng.integers(0, 256, (global_batch, size, size, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 1, 1, 0, 1, 1, 0])
+    class_weight = fit.balanced_class_weight(labels)
+    options = dict(image_size=size, augment=False, dropout=0.0, learning_rate=1e-2)
+    keras.utils.set_random_seed(args.seed)
+    initial = build_model("mobilenetv2", base=tiny(), **options).get_weights()
+
+    def one_step(strategy):
+        with strategy.scope():
+            model = build_model("mobilenetv2", base=tiny(), **options)
+        model.set_weights(initial)
+        data = make_dataset(images, labels, batch_size=global_batch, training=False, image_size=size)
+        history = model.fit(data, epochs=1, class_weight=class_weight, verbose=0)
+        return history.history["loss"][0], model.get_weights()
+
+    two = fit.distribution_strategy("auto")
+    loss_one, weights_one = one_step(tf.distribute.get_strategy())
+    loss_two, weights_two = one_step(two)
+    report = {
+        "strategy": type(two).__name__, "replicas": two.num_replicas_in_sync, "global_batch": global_batch,
+        "loss_one_replica": loss_one, "loss_two_replicas": loss_two,
+        "max_weight_difference": float(max(np.abs(a - b).max() for a, b in zip(weights_one, weights_two))),
+        "max_weight_change_of_the_step": float(max(np.abs(a - b).max() for a, b in zip(initial, weights_one))),
+    }
+    print(f"replica check: {report}", flush=True)
+
+    # The product's path on the two replicas: files, fit.train, per-replica batch 4.
+    import tempfile
+
+    import cv2
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for i in range(12):
+            path = Path(folder) / f"crop_{i}.png"
+            cv2.imwrite(str(path), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+            paths.append(str(path))
+        crop_labels = [i % 2 for i in range(12)]
+        fit.build_model = lambda backbone, **kw: build_model(backbone, base=tiny(kw["image_size"]),
+                                                              **{k: v for k, v in kw.items() if k != "weights"})
+        result = fit.train(paths[:8], crop_labels[:8], paths[8:], crop_labels[8:],
+                           {"weights": "none", "epochs": 1, "batch_size": 4, "image_size": size,
+                            "jit": True, "backbone": "mobilenetv2"}, Path(folder) / "run")
+    report["train"] = {k: result["config"][k] for k in ("replicas_used", "global_batch_size", "devices",
+                                                        "jit", "jit_used")}
+    report["train"]["loss"] = result["history"]["loss"]
+    print(f"replica check, fit.train: {report['train']}", flush=True)
+    return report
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     report: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -319,24 +526,38 @@ def main(argv=None) -> int:
             save()
 
     t0 = time.perf_counter()
+    if args.replica_check:
+        report["replica_check"] = phase("replica_check", lambda: replica_check(args))
+        save()
+        return 1 if report["errors"] else 0
+
     import keras
 
     from workers.training.fit import balanced_class_weight
     from workers.training.models import build_model
 
     report["machine"] = machine_info()
+    report["machine"]["cores_used"] = len(os.sched_getaffinity(0))
     on_gpu = bool(report["machine"]["gpus"])
     use_mixed_precision = args.mixed_precision and on_gpu
+    use_jit = on_gpu if args.jit == "auto" else args.jit == "on"
     report["config"] = {
         "backbone": args.backbone, "images": args.images, "batch_size": args.batch_size,
         "image_size": args.image_size, "epochs": args.epochs, "data_epochs": args.data_epochs,
         "timed_epochs": args.epochs - 1, "feeds": args.feeds, "weights": args.weights,
         "mixed_precision_requested": args.mixed_precision, "mixed_precision_used": use_mixed_precision,
-        "device": "GPU" if on_gpu else "CPU", "seed": args.seed,
+        "jit": args.jit, "jit_used": use_jit, "device": "GPU" if on_gpu else "CPU", "seed": args.seed,
+        "cores": report["machine"]["cores_used"],
     }
     if args.mixed_precision and not on_gpu:
         print("note: --mixed-precision ignored: TensorFlow sees no GPU (fit.train does the same)", flush=True)
     print(f"machine: {report['machine']}", flush=True)
+
+    if args.augment_cost:
+        report["augment_cost"] = phase("augment_cost", lambda: augment_cost(args))
+        report["total_s"] = round(time.perf_counter() - t0, 1)
+        save()
+        return 1 if report["errors"] else 0
 
     temporary = None
     start = time.perf_counter()
@@ -366,30 +587,38 @@ def main(argv=None) -> int:
     n = len(paths)
 
     try:
-        if not args.skip_data:
+        if args.scale:
+            del arrays
+            report["scale"] = phase("scale", lambda: scale_check(paths, labels, args))
+        elif not args.skip_data:
             report["data_alone"] = {}
-            variants = (("pipeline", "pipeline", True), ("pipeline_no_augment", "pipeline", False),
-                        ("arrays", "arrays", True))
-            for key, feed, training in variants:
+            for key, feed in (("cache", "cache"), ("map", "map"), ("arrays", "arrays")):
                 result = phase(f"data_alone.{key}", lambda: time_data_alone(
-                    make_feed(feed, paths, labels, arrays, args, training=training), n, args.data_epochs))
+                    make_feed(feed, paths, labels, arrays, args), n, args.data_epochs))
                 if result is not None:
+                    result["per_core_images_per_s"] = round(result["steady_images_per_s"] / report["config"]["cores"], 1)
                     report["data_alone"][key] = result
                     print(f"data alone  {key:20s} {result}", flush=True)
 
-        if not args.skip_train:
-            keras.utils.set_random_seed(args.seed)
+        if not args.skip_train and not args.scale:
             class_weight = balanced_class_weight(labels)
             start = time.perf_counter()
-            model = phase("build_model", lambda: build_model(
-                args.backbone, weights=args.weights, image_size=args.image_size,
-                mixed_precision=use_mixed_precision))
+            build = dict(weights=args.weights, image_size=args.image_size, mixed_precision=use_mixed_precision,
+                         jit_compile=use_jit, seed=args.seed)
+            models = {}
+            for feed in args.feeds:
+                # Same initial weights for every model: the seed is set before each build.
+                keras.utils.set_random_seed(args.seed)
+                legacy = feed == "map"
+                models[feed] = phase(f"build_model.{feed}", lambda: build_model(
+                    args.backbone, augment=not legacy, preprocessing=not legacy, **build))
             report["build_model_s"] = round(time.perf_counter() - start, 2)
             report["train"] = {}
-            if model is not None:
-                report["model_params"] = int(model.count_params())
+            if all(m is not None for m in models.values()):
+                report["model_params"] = int(next(iter(models.values())).count_params())
+                report["jit_compile_effective"] = {f: bool(m.jit_compile) for f, m in models.items()}
                 datasets = {feed: make_feed(feed, paths, labels, arrays, args) for feed in args.feeds}
-                results = phase("train", lambda: train_interleaved(model, datasets, n, args, class_weight))
+                results = phase("train", lambda: train_interleaved(models, datasets, n, args, class_weight))
                 for feed, result in (results or {}).items():
                     report["train"][feed] = result
                     print(f"train       {feed:20s} {result}", flush=True)
@@ -411,29 +640,27 @@ def summarize(report: dict, on_gpu: bool) -> dict:
     summary: dict = {}
     for feed, result in train.items():
         summary[f"train_{feed}_images_per_s"] = result["steady_images_per_s"]
-    if "pipeline" in train and "arrays" in train:
-        ratio = train["pipeline"]["steady_images_per_s"] / train["arrays"]["steady_images_per_s"]
-        summary["pipeline_vs_arrays"] = round(ratio, 3)
-        rounds = [p / a for p, a in zip(train["pipeline"]["per_round_images_per_s"],
-                                        train["arrays"]["per_round_images_per_s"])]
-        summary["pipeline_vs_arrays_per_round"] = [round(r, 3) for r in rounds]
-        summary["pipeline_vs_arrays_median_round"] = round(statistics.median(rounds), 3)
-        summary["pipeline_vs_arrays_median_batch"] = round(
-            train["pipeline"]["median_batch_images_per_s"] / train["arrays"]["median_batch_images_per_s"], 3)
-        summary["ratio_target"] = RATIO_TARGET
-        summary["meets_ratio_target"] = ratio >= RATIO_TARGET
-    if "pipeline" in data:
-        summary["pipeline_alone_steady_images_per_s"] = data["pipeline"]["steady_images_per_s"]
-        summary["pipeline_alone_first_epoch_images_per_s"] = data["pipeline"]["first_epoch_images_per_s"]
-    if "pipeline_no_augment" in data:
-        summary["decode_ceiling_images_per_s"] = data["pipeline_no_augment"]["first_epoch_images_per_s"]
-    if "pipeline" in data and "pipeline" in train:
-        # How much of the model's speed the input could feed if it had the machine to itself.
-        summary["pipeline_headroom_x"] = round(
-            data["pipeline"]["steady_images_per_s"] / train["pipeline"]["steady_images_per_s"], 1)
-    if on_gpu and "pipeline" in train:
+    for feed in ("map", "arrays", "constant"):
+        if "model" in train and feed in train:
+            rounds = [a / b for a, b in zip(train["model"]["per_round_images_per_s"],
+                                            train[feed]["per_round_images_per_s"])]
+            summary[f"model_vs_{feed}"] = round(
+                train["model"]["steady_images_per_s"] / train[feed]["steady_images_per_s"], 3)
+            summary[f"model_vs_{feed}_per_round"] = [round(r, 3) for r in rounds]
+            summary[f"model_vs_{feed}_median_round"] = round(statistics.median(rounds), 3)
+    if "cache" in data:
+        summary["input_ceiling_images_per_s"] = data["cache"]["steady_images_per_s"]
+        summary["input_ceiling_per_core"] = data["cache"]["per_core_images_per_s"]
+        summary["input_target_per_core"] = INPUT_TARGET_PER_CORE
+        summary["meets_input_target"] = data["cache"]["per_core_images_per_s"] >= INPUT_TARGET_PER_CORE
+        summary["decode_images_per_s"] = data["cache"]["first_epoch_images_per_s"]
+    if "map" in data:
+        summary["legacy_map_ceiling_per_core"] = data["map"]["per_core_images_per_s"]
+    if on_gpu and "model" in train:
         summary["gpu_target_images_per_s"] = GPU_TARGET_IMAGES_PER_S
-        summary["meets_gpu_target"] = train["pipeline"]["steady_images_per_s"] >= GPU_TARGET_IMAGES_PER_S
+        summary["meets_gpu_target"] = train["model"]["steady_images_per_s"] >= GPU_TARGET_IMAGES_PER_S
+    if "scale" in report and report["scale"]:
+        summary["scale_first_over_later"] = report["scale"]["first_over_later"]
     return summary
 
 
@@ -441,26 +668,23 @@ def print_summary(report: dict) -> None:
     config, summary = report["config"], report["summary"]
     print()
     print(f"{config['backbone']} {config['image_size']}x{config['image_size']}, batch {config['batch_size']}, "
-          f"{report['crops']['count']} crops, {config['device']}"
-          f"{', mixed precision' if config['mixed_precision_used'] else ''}; "
-          f"steady state = epochs 2..{config['epochs']}")
+          f"{report['crops']['count']} crops, {config['device']}, {config['cores']} core(s)"
+          f"{', mixed precision' if config['mixed_precision_used'] else ''}"
+          f"{', XLA' if config['jit_used'] else ''}; steady state = epochs 2..{config['epochs']}")
     for feed, result in report.get("train", {}).items():
         print(f"  train {feed:9s} {result['steady_images_per_s']:10.1f} images/s   "
               f"(median batch {result['median_batch_images_per_s']:.1f}; first epoch {result['first_epoch_s']} s)")
     for key, result in report.get("data_alone", {}).items():
-        print(f"  alone {key:20s} first epoch {result['first_epoch_images_per_s']:10.1f}   "
-              f"later {result['steady_images_per_s']:10.1f} images/s")
-    if "pipeline_vs_arrays" in summary:
-        print(f"  pipeline / arrays = {summary['pipeline_vs_arrays']:.3f} "
-              f"(per round {summary['pipeline_vs_arrays_per_round']}) "
-              f"(target >= {RATIO_TARGET}: {'met' if summary['meets_ratio_target'] else 'NOT met'})")
-    if "meets_gpu_target" in summary:
-        print(f"  GPU target {GPU_TARGET_IMAGES_PER_S} images/s: "
-              f"{'met' if summary['meets_gpu_target'] else 'NOT met'}")
+        print(f"  alone {key:8s} first epoch {result['first_epoch_images_per_s']:10.1f}   "
+              f"later {result['steady_images_per_s']:10.1f} images/s ({result['per_core_images_per_s']} per core)")
+    for key, value in summary.items():
+        if key.startswith("model_vs_") or key.startswith("meets") or key.startswith("scale"):
+            print(f"  {key} = {value}")
     if report["errors"]:
         print(f"  errors: {report['errors']}")
     print(f"  total {report['total_s']} s, peak RSS {report['peak_rss_mib']} MiB")
 
 
 if __name__ == "__main__":
+    early_setup()
     sys.exit(main())

@@ -24,6 +24,12 @@ from shared.process import gone_from_this_host, parse_process_name
 from shared.settings import get_settings
 
 
+# An idle worker (its work recorded as finished) gets this long to exit on SIGTERM before the
+# whole process group is killed: nothing is in flight, and a warm shutdown of an idle prefork
+# pool took 2-12 s on a busy 2-core machine, most of the time between the last video and the exit.
+IDLE_STOP_S = 1.0
+
+
 class WorkerDied(RuntimeError):
     pass
 
@@ -50,23 +56,30 @@ def stop_process_group(process: subprocess.Popen | None, timeout_s: float) -> No
 @contextmanager
 def local_worker_when_embedded(queues: str, concurrency: int, name: str, **options):
     """A local worker for the duration of the block in embedded mode; None with a broker
-    configured (the cluster's workers do the work). A worker that dies fails the command."""
+    configured (the cluster's workers do the work). A worker that dies fails the command.
+
+    The worker starts at once and boots (TensorFlow, models) while the block goes on: the block
+    may record and enqueue work meanwhile. A block that ends normally has seen its work finished,
+    so the worker is stopped without a grace period; on an error or Ctrl-C its processes get
+    time to finish what they hold."""
     worker = LocalWorker(queues, concurrency, name, **options).start() if get_settings().embedded else None
+    finished = False
     try:
         yield worker
+        finished = True
     except WorkerDied as exc:
         raise WorkFailed(str(exc)) from None
     finally:
         if worker is not None:
-            worker.stop()
+            worker.stop(timeout_s=IDLE_STOP_S if finished else 30.0)
 
 
 class LocalWorker:
     """``celery -A workers worker -Q <queues>`` as a child process, stopped when the block ends."""
 
     def __init__(self, queues: str, concurrency: int, name: str, max_tasks_per_child: int | None = None,
-                 threads: int | None = None):
-        self.queues, self.concurrency, self.name = queues, concurrency, name
+                 threads: int | None = None, announce: bool = False):
+        self.queues, self.concurrency, self.name, self.announce = queues, concurrency, name, announce
         # Share the cores among the processes unless the user said otherwise (WORKER_THREADS).
         self.threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // concurrency)
         self.max_tasks_per_child = max_tasks_per_child
@@ -84,8 +97,11 @@ class LocalWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        env["DATA_DIR"] = str(get_settings().data_dir)
-        env.setdefault("WORKER_THREADS", str(self.threads))  # a relative DATA_DIR must mean the same folder
+        env["DATA_DIR"] = str(get_settings().data_dir)  # a relative DATA_DIR must mean the same folder
+        env.setdefault("WORKER_THREADS", str(self.threads))
+        if self.announce:
+            print(f"starting {self.concurrency} local worker process{'es' if self.concurrency > 1 else ''} "
+                  f"(queue {self.queues}; each loads TensorFlow and its models: a few seconds)", file=sys.stderr)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -14,6 +14,9 @@ from shared.errors import InputError
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
 
+# How often a followed command reads progress from the database (one small query).
+POLL_S = 0.25
+
 
 def check_ingest_params(params, workers: int) -> None:
     if not (math.isfinite(params.every_s) and params.every_s > 0):
@@ -131,24 +134,26 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
     if name is not None and not name.strip():
         raise InputError("--name must not be empty")
     scan, scan_options = read_dataset_folder(dataset, fmt, compression=compression, splits=splits)
-    upgrade_schema()
-    if settings.embedded:
-        purge_embedded_queue()
-    plan = register_videos(scan, params.as_dict(), retry_failed=retry_failed, embedded=settings.embedded,
-                           then_train=then_train is not None, train_options=then_train,
-                           name=name.strip() if name else None, scan_options=scan_options or None)
-    enqueued = enqueue_videos(plan.ingest_id, plan.to_enqueue, params.as_dict())
-
     follow = settings.embedded or wait
-    if follow and unfinished_count(dataset_counts(plan.dataset_id)):
-        with local_worker_when_embedded("cpu", workers, "ingest") as worker, \
-                closing(IngestProgress(plan.total_videos, progress)) as bar:
+    if settings.embedded:
+        purge_embedded_queue()  # before the local workers start reading the queue
+    # Local workers boot (TensorFlow, MTCNN in every process: seconds) while the schema is
+    # migrated and the videos are recorded and enqueued.
+    with local_worker_when_embedded("cpu", workers, "ingest", announce=progress) as worker:
+        upgrade_schema()
+        plan = register_videos(scan, params.as_dict(), retry_failed=retry_failed, embedded=settings.embedded,
+                               then_train=then_train is not None, train_options=then_train,
+                               name=name.strip() if name else None, scan_options=scan_options or None)
+        enqueued = enqueue_videos(plan.ingest_id, plan.to_enqueue, params.as_dict())
+        if follow and unfinished_count(dataset_counts(plan.dataset_id)):
             def check() -> None:
                 if worker is not None:
                     worker.check_alive()
                     enqueue_videos(plan.ingest_id, orphaned_videos(plan.dataset_id), params.as_dict())
 
-            wait_until_finished(plan.dataset_id, on_tick=bar, check=check, on_db_retry=warn_database_unreachable)
+            with closing(IngestProgress(plan.total_videos, progress)) as bar:
+                wait_until_finished(plan.dataset_id, on_tick=bar, check=check, on_db_retry=warn_database_unreachable,
+                                    poll_s=POLL_S)
     training = None
     if then_train is not None:
         training = start_or_follow_training(plan, enqueued, follow=follow, progress=progress)

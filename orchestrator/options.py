@@ -14,10 +14,12 @@ def train_config_options(command):
     for f in reversed(option_fields()):
         meta = f.metadata
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
-        if f.type == "bool":
+        if meta["switch"]:
+            option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=meta["help"])
+        elif f.type == "bool":
             option = click.option(flag, f.name, is_flag=True, default=f.default, help=meta["help"])
         else:
-            kind = click.Choice(meta["choices"], case_sensitive=False) if meta["choices"] else _CLICK_TYPES[f.type]
+            kind = click.Choice(meta["choices"], case_sensitive=False) if meta["choices"] else _CLICK_TYPES.get(f.type, str)
             option = click.option(flag, f.name, type=kind, default=f.default, show_default=True, help=meta["help"])
         command = option(command)
     return command

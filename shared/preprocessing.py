@@ -1,10 +1,19 @@
 """The one image preprocessing used by training, evaluation and prediction.
 
-A face crop is RGB, 0-255, 128x128. Before it reaches a model it goes through
-``preprocess(images, backbone)``, which applies that backbone's own
-``keras.applications.<module>.preprocess_input``. Nothing else may rescale images: the
-notebook this project replaces divided by 255 at prediction time after training with
-ResNet50's caffe-mode preprocessing, and its predictions were meaningless.
+A face crop is RGB, 0-255, 128x128. Each backbone expects its own
+``keras.applications.<module>.preprocess_input``; ``PREPROCESSING`` below writes each one
+as constants (channel order, scale, offset), checked against Keras by the tests. Two users
+read those constants and nothing else:
+
+- ``BackbonePreprocessing`` (``workers/training/models.py``), the layer that models built
+  since preprocessing moved into the model carry right after their input: they take raw
+  RGB uint8 crops, so ``model.predict`` needs no preprocessing call;
+- ``preprocess(images, backbone)`` here, for models saved before that change (they take
+  preprocessed float input) and for tests.
+
+Nothing else may rescale images: the notebook this project replaces divided by 255 at
+prediction time after training with ResNet50's caffe-mode preprocessing, and its
+predictions were meaningless.
 
 TensorFlow is imported inside the functions so that ``import shared.preprocessing``
 stays cheap for code that only needs the names.
@@ -28,6 +37,17 @@ _BACKBONE_KERAS_NAMES = {
 }
 BACKBONES = tuple(_BACKBONE_KERAS_NAMES)
 
+# Backbone -> (reverse channels RGB->BGR first, scale, offset per channel after the reversal):
+# model input = channels(image) * scale + offset, exactly what keras.applications does.
+# resnet50 ("caffe"): BGR, ImageNet mean subtracted (B, G, R order), no scaling.
+# efficientnetb0: passthrough; Keras' EfficientNet rescales and normalizes inside itself.
+# mobilenetv2 ("tf"): x / 127.5 - 1.
+PREPROCESSING = {
+    "resnet50": (True, 1.0, (-103.939, -116.779, -123.68)),
+    "efficientnetb0": (False, 1.0, (0.0, 0.0, 0.0)),
+    "mobilenetv2": (False, 1.0 / 127.5, (-1.0, -1.0, -1.0)),
+}
+
 
 def check_backbone(backbone: str) -> str:
     """Return ``backbone`` lower-cased, or raise ValueError naming the supported ones."""
@@ -46,11 +66,17 @@ def backbone_class(backbone: str):
 
 
 def preprocess_function(backbone: str):
-    """The backbone's ``keras.applications.<module>.preprocess_input``."""
+    """The backbone's ``keras.applications.<module>.preprocess_input`` (the reference the
+    constants in ``PREPROCESSING`` are tested against)."""
     import keras
 
     _, module_name = _BACKBONE_KERAS_NAMES[check_backbone(backbone)]
     return getattr(keras.applications, module_name).preprocess_input
+
+
+def preprocessing_constants(backbone: str) -> tuple[bool, float, tuple[float, float, float]]:
+    """(reverse RGB->BGR, scale, per-channel offset) of ``backbone``: see ``PREPROCESSING``."""
+    return PREPROCESSING[check_backbone(backbone)]
 
 
 def preprocess(images, backbone: str = DEFAULT_BACKBONE):
@@ -60,19 +86,23 @@ def preprocess(images, backbone: str = DEFAULT_BACKBONE):
     TensorFlow tensor (also a symbolic one inside a ``tf.data`` map). NumPy in, NumPy out;
     tensor in, tensor out. The caller's array is never modified.
     """
-    preprocess_input = preprocess_function(backbone)
+    reverse, scale, offset = preprocessing_constants(backbone)
     if _is_tensor(images):
         import tensorflow as tf
 
         if images.shape.rank is not None and images.shape[-1] not in (None, 3):
             raise ValueError(f"expected RGB images (last axis 3), got shape {images.shape}")
-        return preprocess_input(tf.cast(images, tf.float32))
+        tensor = tf.cast(images, tf.float32)
+        if reverse:
+            tensor = tensor[..., ::-1]
+        return tensor * scale + tf.constant(offset, tf.float32)
 
-    # A copy: keras's NumPy path works in place on float arrays.
-    array = np.array(images, dtype=np.float32, copy=True)
+    array = np.asarray(images, dtype=np.float32)  # the arithmetic below makes a new array
     if array.ndim not in (3, 4) or array.shape[-1] != 3:
         raise ValueError(f"expected RGB images (H, W, 3) or (N, H, W, 3), got shape {array.shape}")
-    return np.asarray(preprocess_input(array), dtype=np.float32)
+    if reverse:
+        array = array[..., ::-1]
+    return (array * np.float32(scale) + np.asarray(offset, np.float32)).astype(np.float32, copy=False)
 
 
 def decode_crop(image_bytes, size: int = 128):

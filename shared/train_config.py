@@ -18,12 +18,42 @@ SPLIT_STRATEGIES = ("video", "official", "frame")
 CLASS_WEIGHTS = ("balanced", "none")
 
 
+_TRUE, _FALSE = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
+
+
+def _auto_or_bool(value) -> str | bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if text in _TRUE + _FALSE:
+        return text in _TRUE
+    raise ValueError("auto, true or false")
+
+
+def _auto_or_count(value) -> str | int:
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("auto or a whole number of at least 1")
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("auto or a whole number of at least 1") from None
+    if count < 1:
+        raise ValueError("auto or a whole number of at least 1")
+    return count
+
+
 def _option(help: str, *, flag: str | None = None, choices: tuple | None = None, minimum: float | None = None,
-            above: float | None = None, below: float | None = None, cli: bool = True) -> dict:
+            above: float | None = None, below: float | None = None, cli: bool = True, parse=None,
+            switch: bool = False) -> dict:
     """Field metadata: how the option is shown and checked. ``minimum`` is inclusive,
-    ``above``/``below`` exclusive bounds."""
+    ``above``/``below`` exclusive bounds; ``parse`` turns any given value into the field's value
+    (ValueError says what is accepted); ``switch``: an --x/--no-x option whose absence means auto."""
     return {"help": help, "flag": flag, "choices": choices, "minimum": minimum, "above": above,
-            "below": below, "cli": cli}
+            "below": below, "cli": cli, "parse": parse, "switch": switch}
 
 
 @dataclass(frozen=True)
@@ -33,7 +63,8 @@ class TrainConfig:
     weights: str = field(default="imagenet", metadata=_option(
         "imagenet, none, or a local notop .h5 PATH."))
     epochs: int = field(default=10, metadata=_option("Passes over the training crops.", minimum=1))
-    batch_size: int = field(default=32, metadata=_option("Crops per training step.", minimum=1))
+    batch_size: int = field(default=32, metadata=_option(
+        "Crops per device per step; the global batch is batch-size x replicas.", minimum=1))
     learning_rate: float = field(default=1e-4, metadata=_option("Adam's learning rate.", flag="--lr", above=0))
     split: str = field(default="video", metadata=_option(
         "video: grouped by source identity (no leak); official: the dataset's own test list; "
@@ -48,6 +79,12 @@ class TrainConfig:
     image_size: int = field(default=128, metadata=_option("Model input side in pixels.", minimum=1, cli=False))
     dropout: float = field(default=0.3, metadata=_option("Dropout before the head.", minimum=0, below=1, cli=False))
     mixed_precision: bool = field(default=False, metadata=_option("float16 compute on a GPU (ignored on a CPU)."))
+    jit: str | bool = field(default="auto", metadata=_option(
+        "XLA-compile the training step [default: on where a GPU is seen]; not used on several replicas "
+        "(Keras cannot compile a distributed step).", parse=_auto_or_bool, switch=True))
+    replicas: str | int = field(default="auto", metadata=_option(
+        "Devices to train on with MirroredStrategy: auto (every visible GPU) or N (the first N GPUs); "
+        "one device or a CPU trains without mirroring.", parse=_auto_or_count))
     threshold: float = field(default=0.5, metadata=_option(
         "Fake probability at or above which a crop or video is called fake.", minimum=0, below=1, cli=False))
     # Decoded crops kept between epochs: "memory" (49 KB a crop), "none" (decode every epoch), or a
@@ -99,6 +136,8 @@ class TrainConfig:
                 raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise InputError(f"{name} must be a finite number, got {value}")
+            if meta["parse"]:
+                continue  # checked by its parser
             if meta["minimum"] is not None and value < meta["minimum"]:
                 raise InputError(f"{name} must be at least {meta['minimum']}, got {value}")
             if meta["above"] is not None and not value > meta["above"]:
@@ -131,6 +170,11 @@ def field_default(name: str):
 
 def _typed(f, value):
     """A value (from JSON, click or a KEY=VALUE string) as the field's type."""
+    if f.metadata["parse"]:
+        try:
+            return f.metadata["parse"](value)
+        except ValueError as exc:
+            raise InputError(f"{option_flag(f)} ({f.name}) must be {exc}, got {value!r}") from None
     kind = {"str": str, "int": int, "float": float, "bool": bool}[f.type]
     if kind is bool:
         if isinstance(value, str):

@@ -26,8 +26,21 @@ except ModuleNotFoundError:  # Python 3.10
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
+CPU_OVERRIDE = REPO / "docker-compose.cpu.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILES = [REPO / "docker" / "Dockerfile.cpu", REPO / "docker" / "Dockerfile.gpu"]
+STANDIN_DOCKERFILES = [REPO / "docker" / "standins" / "Dockerfile.redis", REPO / "docker" / "standins" / "Dockerfile.postgres"]
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+# Every image is a variable whose default is today's image.
+IMAGE_DEFAULTS = {
+    "redis": ("REDIS_IMAGE", "redis:7-alpine"),
+    "postgres": ("POSTGRES_IMAGE", "postgres:16-alpine"),
+    "migrate": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
+    "cpu-worker": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
+    "flower": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
+    "orchestrator": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
+    "gpu-worker": ("PIPELINE_GPU_IMAGE", "celebdf-pipeline:gpu"),
+}
 
 SERVICES = {"redis", "postgres", "migrate", "cpu-worker", "gpu-worker", "flower", "orchestrator"}
 WORKERS = ("cpu-worker", "gpu-worker")
@@ -60,8 +73,8 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def compose_text_without_comments() -> str:
-    return "\n".join(line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+def compose_text_without_comments(path: Path = COMPOSE_FILE) -> str:
+    return "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
 
 
 def interpolate(value, env: dict[str, str]):
@@ -401,7 +414,9 @@ def test_dockerfiles_copy_every_package_and_install_their_extra():
         extra = extras[path.name]
         assert extra in pyproject["project"]["optional-dependencies"]
         assert f'pip install ".[{extra}]"' in text, path.name
-        assert re.search(r"^FROM python:3\.11-slim", text, re.M), path.name
+        # The base is a build argument whose default stays the public Python image.
+        assert re.search(rf"^ARG BASE_IMAGE={re.escape(DEFAULT_BASE_IMAGE)}$", text, re.M), path.name
+        assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M), path.name
         assert re.search(r"^USER (?!root\b)\S+", text, re.M), f"{path.name} runs as root"
         assert re.search(r"^WORKDIR /app$", text, re.M), path.name
         assert "TF_CPP_MIN_LOG_LEVEL=2" in text, path.name
@@ -443,3 +458,112 @@ def test_env_example_states_the_current_defaults():
             f".env.example says {name} defaults to {match.group(1)}; shared/settings.py: {defaults[name.lower()]}")
         checked += 1
     assert checked >= 10
+
+
+# ------------------------------------------------------------- images as variables, local builds
+
+def test_every_image_is_a_variable_with_todays_default(raw):
+    for name, (variable, default) in IMAGE_DEFAULTS.items():
+        assert raw["services"][name]["image"] == f"${{{variable}:-{default}}}", name
+    for name in ("migrate", "cpu-worker", "flower", "orchestrator", "gpu-worker"):
+        args = raw["services"][name]["build"]["args"]
+        assert args["BASE_IMAGE"] == f"${{BASE_IMAGE:-{DEFAULT_BASE_IMAGE}}}", name
+    assert raw["services"]["gpu-worker"]["build"]["dockerfile"] == "docker/Dockerfile.gpu"
+
+
+def test_image_variables_default_to_the_public_images(compose):
+    """.env.example leaves them empty: compose then runs exactly the images it ran before."""
+    for name, (_, default) in IMAGE_DEFAULTS.items():
+        assert compose["services"][name]["image"] == default, name
+        if "build" in compose["services"][name]:
+            assert compose["services"][name]["build"]["args"]["BASE_IMAGE"] == DEFAULT_BASE_IMAGE
+
+
+def test_dockerfiles_take_build_time_pip_settings_without_keeping_them():
+    """The CA bundle and index come in as build args (bench/compose_smoke.sh), never as ENV."""
+    for path in DOCKERFILES:
+        text = path.read_text()
+        for arg in ("PIP_BUILD_INDEX_URL", "PIP_BUILD_EXTRA_INDEX_URL", "PIP_BUILD_CA"):
+            assert re.search(rf"^ARG {arg}=$", text, re.M), (path.name, arg)
+        assert 'export PIP_CERT="/tmp/build-ca/$PIP_BUILD_CA"' in text, path.name
+        assert not re.search(r"^ENV[^\n]*PIP_(CERT|INDEX_URL|EXTRA_INDEX_URL)", text, re.M), path.name
+        assert "docker/build-ca/" in dockerfile_copies(path), path.name
+        assert "python3 -m venv /opt/venv" in text and "PATH=/opt/venv/bin:$PATH" in text, path.name
+    # The folder exists (COPY needs it) and only its README is committed.
+    assert (REPO / "docker" / "build-ca" / "README.md").is_file()
+    gitignore = (REPO / ".gitignore").read_text().splitlines()
+    assert "/docker/build-ca/*" in gitignore and "!/docker/build-ca/README.md" in gitignore
+
+
+def test_standin_images_build_on_the_local_base_and_behave_like_the_official_ones(raw):
+    redis, postgres = (path.read_text() for path in STANDIN_DOCKERFILES)
+    for text in (redis, postgres):
+        assert re.search(r"^ARG BASE_IMAGE=\S+$", text, re.M) and re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
+        assert re.search(r"^USER (?!root\b)\S+", text, re.M)
+    assert "redis-server" in redis and re.search(r"^WORKDIR /data$", redis, re.M)
+    # The compose file's command starts with the program name, as the official images expect.
+    assert argv(raw["services"]["redis"])[0] == "redis-server"
+    assert argv(raw["services"]["postgres"])[0] == "postgres"
+    # What the compose file mounts and sets is what the stand-in reads.
+    assert "/var/lib/postgresql/data" in postgres
+    assert raw["services"]["postgres"]["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    entrypoint = (REPO / "docker" / "standins" / "postgres-entrypoint.sh")
+    assert os.access(entrypoint, os.X_OK)
+    script = entrypoint.read_text()
+    for variable in raw["services"]["postgres"]["environment"]:
+        assert variable in script, variable
+    result = subprocess.run(["sh", "-n", str(entrypoint)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+# ------------------------------------------------------------------------- the CPU-only override
+
+@pytest.fixture(scope="module")
+def cpu_override() -> dict:
+    return yaml.safe_load(CPU_OVERRIDE.read_text())
+
+
+def test_cpu_override_runs_the_gpu_queue_on_the_cpu_image(raw, cpu_override):
+    services = cpu_override["services"]
+    # gpu-worker (NVIDIA reservation) is parked; a worker of the same queue takes its place.
+    assert services["gpu-worker"] == {"profiles": ["gpu"]}
+    replacement = services["gpu-worker-cpu"]
+    gpu = raw["services"]["gpu-worker"]
+    assert argv(replacement) == argv(gpu)
+    assert "deploy" not in replacement
+    assert replacement["image"] == raw["services"]["cpu-worker"]["image"]
+    assert replacement["build"] == raw["services"]["cpu-worker"]["build"]
+    # Compose v1 cannot `extends` a service with depends_on: the copy must stay identical.
+    assert env_of(replacement) == env_of(gpu)
+    assert replacement["volumes"] == gpu["volumes"]
+    assert replacement["depends_on"] == gpu["depends_on"]
+    assert replacement["healthcheck"] == gpu["healthcheck"]
+    assert replacement["restart"] == gpu["restart"]
+    referenced = {m.group(1) for m in VAR_REF.finditer(compose_text_without_comments(CPU_OVERRIDE))}
+    assert referenced <= set(read_env_file(ENV_EXAMPLE)), sorted(referenced - set(read_env_file(ENV_EXAMPLE)))
+
+
+def test_cpu_override_validates_with_docker_compose():
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("the docker-compose binary is not installed (apt-get install -y docker-compose)")
+    env = {k: v for k, v in os.environ.items() if k not in read_env_file(ENV_EXAMPLE)}
+    result = subprocess.run(
+        [binary, "-f", str(COMPOSE_FILE), "-f", str(CPU_OVERRIDE), "--env-file", str(ENV_EXAMPLE), "config"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    merged = yaml.safe_load(result.stdout)["services"]
+    assert merged["gpu-worker"]["profiles"] == ["gpu"]
+    assert "deploy" not in merged["gpu-worker-cpu"]
+    assert merged["gpu-worker-cpu"]["image"] == "celebdf-pipeline:cpu"
+
+
+def test_compose_smoke_script_is_valid_bash_and_cleans_up():
+    script = REPO / "bench" / "compose_smoke.sh"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = script.read_text()
+    assert "trap cleanup EXIT" in text and "down -v" in text
+    assert "-f docker-compose.yml -f docker-compose.cpu.yml" in text
+    assert "--network host" in text

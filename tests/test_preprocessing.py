@@ -70,6 +70,31 @@ def test_preprocess_works_inside_a_tf_data_map(backbone):
     np.testing.assert_allclose(mapped, preprocess(images, backbone), rtol=1e-6, atol=1e-4)
 
 
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_the_models_preprocessing_layer_equals_preprocess(backbone):
+    from workers.training.models import BackbonePreprocessing
+
+    images = random_images((2, 32, 32, 3), seed=6)
+
+    in_model = BackbonePreprocessing(backbone)(images)
+
+    assert in_model.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(in_model), preprocess(images, backbone), rtol=1e-6, atol=1e-5)
+
+
+def test_the_preprocessing_layer_survives_saving_in_safe_mode(tmp_path):
+    from workers.training.models import BackbonePreprocessing
+
+    inputs = keras.Input((8, 8, 3), dtype="uint8")
+    model = keras.Model(inputs, BackbonePreprocessing("resnet50")(inputs))
+    model.save(tmp_path / "p.keras")
+
+    loaded = keras.models.load_model(tmp_path / "p.keras", safe_mode=True)
+
+    images = random_images((1, 8, 8, 3), seed=7)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), preprocess(images, "resnet50"), atol=1e-5)
+
+
 def test_preprocess_resnet50_is_caffe_mode_not_divide_by_255():
     pixel = np.array([[[255, 0, 0]]], dtype=np.uint8)  # pure red, RGB
 

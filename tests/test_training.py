@@ -5,6 +5,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import csv
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,9 +18,18 @@ import tensorflow as tf
 
 from shared.preprocessing import load_crop, preprocess
 from workers.training import fit
-from workers.training.data import make_array_dataset, make_dataset
-from workers.training.fit import load_model, predict_arrays, predict_probabilities, train
-from workers.training.models import WeightsUnavailableError, build_model, notop_weights_file
+from workers.training.data import make_dataset
+from workers.training.fit import load_model, predict_probabilities, resolve_train_config, train
+from workers.training.models import (
+    BackbonePreprocessing,
+    CropAugmentation,
+    WeightsUnavailableError,
+    backbone_layer,
+    build_model,
+    notop_weights_file,
+)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def synthetic_crop(label: int, rng: np.random.Generator, size: int = 128) -> np.ndarray:
@@ -56,42 +68,54 @@ def crops(tmp_path_factory):
 # --- data -------------------------------------------------------------------------------
 
 
-def test_evaluation_dataset_keeps_order_and_applies_the_shared_preprocessing(crops):
+def test_evaluation_dataset_keeps_order_and_gives_raw_uint8_crops(crops):
     paths, labels = crops["val_paths"], crops["val_labels"]
 
-    batches = list(make_dataset(paths, labels, batch_size=3, backbone="resnet50", training=False))
+    batches = list(make_dataset(paths, labels, batch_size=3, training=False))
 
     images = np.concatenate([b[0].numpy() for b in batches])
-    expected = preprocess(np.stack([load_crop(p) for p in paths]), "resnet50")
-    np.testing.assert_allclose(images, expected, atol=1e-4)
+    assert images.dtype == np.uint8
+    np.testing.assert_array_equal(images, np.stack([load_crop(p) for p in paths]))
     assert np.concatenate([b[1].numpy() for b in batches]).tolist() == labels
     assert [len(b[0]) for b in batches] == [3, 3, 2]
 
 
-def test_array_dataset_feeds_the_same_input_as_files(crops):
+def test_dataset_preprocesses_for_models_saved_before_preprocessing_moved_inside(crops):
+    paths = crops["val_paths"]
+
+    images = next(iter(make_dataset(paths, None, batch_size=8, training=False, preprocess_for="resnet50")))
+
+    assert images.dtype == tf.float32
+    np.testing.assert_allclose(images.numpy(), preprocess(np.stack([load_crop(p) for p in paths]), "resnet50"),
+                               atol=1e-4)
+
+
+def test_one_builder_gives_the_same_batches_from_arrays_and_from_files(crops):
     paths = crops["val_paths"]
     arrays = np.stack([load_crop(p) for p in paths])
 
-    options = dict(batch_size=8, backbone="mobilenetv2", training=False)
-    from_files = next(iter(make_dataset(paths, None, **options)))
-    from_arrays = next(iter(make_array_dataset(arrays, None, **options)))
+    from_files = next(iter(make_dataset(paths, None, batch_size=8, training=False)))
+    from_arrays = next(iter(make_dataset(arrays, None, batch_size=8, training=False)))
+    # Arrays of another size are resized the way files of another size are.
+    small = next(iter(make_dataset(arrays, None, batch_size=8, training=False, image_size=64)))
 
-    np.testing.assert_allclose(from_arrays.numpy(), from_files.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(from_arrays.numpy(), from_files.numpy())
+    assert small.shape == (8, 64, 64, 3) and small.dtype == tf.uint8
 
 
-def test_training_dataset_shuffles_and_augments(crops):
+def test_training_dataset_shuffles_and_leaves_augmentation_to_the_model(crops):
     paths, labels = crops["train_paths"], crops["train_labels"]
-    dataset = make_dataset(paths, labels, batch_size=16, backbone="mobilenetv2", training=True, seed=3)
+    dataset = make_dataset(paths, labels, batch_size=16, training=True, seed=3)
 
     images, batch_labels = next(iter(dataset))
 
-    assert images.shape == (16, 128, 128, 3) and images.dtype == tf.float32
+    assert images.shape == (16, 128, 128, 3) and images.dtype == tf.uint8
     assert sorted(batch_labels.numpy().tolist()) == sorted(labels)
     assert batch_labels.numpy().tolist() != labels  # shuffled
-    # Augmented: no training image equals the plainly preprocessed version of its file.
-    plain = preprocess(np.stack([load_crop(p) for p in paths]), "mobilenetv2")
+    # Not augmented on the input side: every image is one of the files, unchanged.
+    plain = np.stack([load_crop(p) for p in paths])
     for image in images.numpy():
-        assert min(np.abs(image - p).mean() for p in plain) > 1e-3
+        assert min(np.abs(image.astype(int) - p).max() for p in plain) == 0
 
 
 def test_missing_crop_file_is_reported_before_training(crops, tmp_path):
@@ -113,6 +137,9 @@ def test_build_model_without_weights_outputs_one_probability():
     model = build_model("resnet50", weights="none")
 
     assert model.input_shape == (None, 128, 128, 3)
+    assert model.input.dtype == "uint8"  # raw crops: augmentation and preprocessing are layers
+    assert [type(layer) for layer in model.layers[1:3]] == [CropAugmentation, BackbonePreprocessing]
+    assert backbone_layer(model).name == "resnet50"
     assert model.output_shape == (None, 1)
     assert model.loss == "binary_crossentropy"
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
@@ -136,7 +163,7 @@ def test_local_weights_file_is_loaded(tmp_path):
 
     model = build_model("mobilenetv2", weights=weights_path)
 
-    loaded_base = model.layers[1]
+    loaded_base = backbone_layer(model)
     for saved, loaded in zip(base.get_weights(), loaded_base.get_weights()):
         np.testing.assert_array_equal(saved, loaded)
 
@@ -144,7 +171,9 @@ def test_local_weights_file_is_loaded(tmp_path):
 def test_mixed_precision_build_restores_the_global_policy():
     model = build_model("mobilenetv2", weights="none", mixed_precision=True)
 
-    assert model.layers[1].dtype_policy.name == "mixed_float16"
+    assert backbone_layer(model).dtype_policy.name == "mixed_float16"
+    assert model.get_layer("augmentation").dtype_policy.name == "float32"
+    assert model.get_layer("preprocessing").dtype_policy.name == "float32"
     assert model.output.dtype == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"
 
@@ -205,29 +234,32 @@ def test_train_end_to_end_with_resnet50(crops, tmp_path):
     probabilities = predict_probabilities(model, crops["val_paths"], batch_size=4, backbone="resnet50")
     assert probabilities.shape == (8,)
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
-    in_memory = predict_arrays(
+    in_memory = predict_probabilities(
         model, np.stack([load_crop(p) for p in crops["val_paths"]]), backbone="resnet50", batch_size=4
     )
     np.testing.assert_allclose(in_memory, probabilities, atol=1e-5)
+    # The saved model takes raw crops: plain model.predict gives the same.
+    direct = model.predict(np.stack([load_crop(p) for p in crops["val_paths"]]), verbose=0).reshape(-1)
+    np.testing.assert_allclose(direct, probabilities, atol=1e-5)
     assert fit.model_backbone(model) == "resnet50"
     np.testing.assert_allclose(predict_probabilities(model, crops["val_paths"]), probabilities, atol=1e-5)
     with pytest.raises(ValueError, match="built on resnet50"):
         predict_probabilities(model, crops["val_paths"], backbone="mobilenetv2")
 
 
-def tiny_model(backbone="resnet50", weights=None, image_size=128, dropout=0.3, learning_rate=1e-4, **_):
-    """Stands in for build_model where a test is about the training loop, not the backbone."""
-    inputs = keras.Input(shape=(image_size, image_size, 3))
-    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+def tiny_base(image_size=128):
+    """A two-layer convolutional backbone with no batch norm: fast, and deterministic."""
+    return keras.Sequential(
+        [keras.Input((image_size, image_size, 3)),
+         keras.layers.Conv2D(4, 3, strides=4, activation="relu"),
+         keras.layers.Conv2D(8, 3, strides=2, activation="relu")],
+        name="tiny",
     )
-    return model
+
+
+def tiny_model(backbone="resnet50", weights=None, image_size=128, **options):
+    """build_model on a tiny backbone, for tests about the training loop, not the backbone."""
+    return build_model(backbone, weights="none", image_size=image_size, base=tiny_base(image_size), **options)
 
 
 def test_train_without_validation_runs_every_epoch_and_saves_the_final_model(crops, tmp_path, monkeypatch):
@@ -268,7 +300,7 @@ def test_train_rejects_bad_config(crops, tmp_path):
 def test_predict_on_nothing_returns_an_empty_array():
     model = tiny_model()
     assert predict_probabilities(model, [], batch_size=4, backbone="resnet50").shape == (0,)
-    assert predict_arrays(model, np.zeros((0, 128, 128, 3), np.uint8), backbone="resnet50").shape == (0,)
+    assert predict_probabilities(model, np.zeros((0, 128, 128, 3), np.uint8), backbone="resnet50").shape == (0,)
 
 
 def test_dataset_cache_settings(tmp_path):
@@ -278,3 +310,154 @@ def test_dataset_cache_settings(tmp_path):
     assert dataset_cache("none", tmp_path / "run1", "train") is False
     path = dataset_cache(str(tmp_path / "cache"), tmp_path / "run1", "val")
     assert path == str(tmp_path / "cache" / "run1-val") and (tmp_path / "cache").is_dir()
+
+
+# --- augmentation and preprocessing inside the model ------------------------------------
+
+
+def test_augmentation_is_active_only_in_training_and_stays_within_the_crop_values():
+    images = np.random.default_rng(0).integers(20, 200, (4, 32, 32, 3), dtype=np.uint8)
+    layer = CropAugmentation(seed=1)
+
+    assert np.array_equal(layer(images, training=False).numpy(), images)
+    augmented = layer(images, training=True).numpy()
+
+    assert augmented.shape == images.shape and augmented.dtype == np.float32
+    assert not np.allclose(augmented, images)
+    # Bilinear interpolation with edge pixels repeated: never outside the crop's own values.
+    assert augmented.min() >= images.min() - 1e-3 and augmented.max() <= images.max() + 1e-3
+
+
+def test_augmentation_without_rotation_or_shift_is_an_exact_flip_or_nothing():
+    images = np.random.default_rng(1).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+
+    out = CropAugmentation(rotation_degrees=0, shift_fraction=0, seed=2)(images, training=True).numpy()
+
+    flipped = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images)]
+    unchanged = [np.array_equal(o, i) for o, i in zip(out, images)]
+    assert all(f or u for f, u in zip(flipped, unchanged))
+    assert 0 < sum(flipped) < len(images)
+
+
+def test_model_saved_and_loaded_in_safe_mode_predicts_the_same(tmp_path):
+    model = tiny_model("mobilenetv2", image_size=32, seed=5)
+    images = np.random.default_rng(2).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    model.save(tmp_path / "model.keras")
+
+    loaded = load_model(tmp_path / "model.keras")  # safe_mode=True: no Lambda, registered layers only
+
+    assert fit.model_backbone(loaded) == "mobilenetv2"
+    np.testing.assert_allclose(predict_probabilities(loaded, images), model.predict(images, verbose=0).ravel(),
+                               atol=1e-6)
+
+
+def legacy_model(name: str, image_size: int = 32) -> keras.Model:
+    """A model as saved before preprocessing moved into the model: float input, already preprocessed."""
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    features = keras.layers.GlobalAveragePooling2D()(tiny_base(image_size)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(features), name=name)
+
+
+def test_model_saved_before_the_change_still_predicts_with_outside_preprocessing(tmp_path):
+    images = np.random.default_rng(3).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    legacy_model("deepfake_mobilenetv2").save(tmp_path / "old.keras")
+
+    old = load_model(tmp_path / "old.keras")
+    probabilities = predict_probabilities(old, images)
+
+    expected = old.predict(preprocess(images, "mobilenetv2"), verbose=0).ravel()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="built on mobilenetv2"):
+        predict_probabilities(old, images, backbone="resnet50")
+
+
+def test_model_that_does_not_say_its_preprocessing_fails_with_one_line(tmp_path):
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    anonymous = legacy_model("some_model")
+
+    with pytest.raises(ValueError) as error:
+        predict_probabilities(anonymous, images)
+    assert "backbone=" in str(error.value) and "\n" not in str(error.value)
+    assert predict_probabilities(anonymous, images, backbone="resnet50").shape == (2,)
+
+    (tmp_path / "broken.keras").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="cannot load the model") as error:
+        load_model(tmp_path / "broken.keras")
+    assert "\n" not in str(error.value)
+
+
+# --- XLA, mixed precision, replicas ------------------------------------------------------
+
+
+def one_step(model, images, labels):
+    history = model.fit(make_dataset(images, labels, batch_size=len(images), training=False,
+                                     image_size=images.shape[1]), epochs=1, shuffle=False, verbose=0)
+    return history.history["loss"][0], model.get_weights()
+
+
+def test_xla_step_matches_the_step_without_it():
+    rng = np.random.default_rng(4)
+    images, labels = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.array([0, 1] * 4)
+    options = dict(image_size=32, augment=False, dropout=0.0, learning_rate=1e-2)
+    plain, xla = tiny_model(**options), tiny_model(jit_compile=True, **options)
+    xla.set_weights(plain.get_weights())
+
+    loss_plain, weights_plain = one_step(plain, images, labels)
+    loss_xla, weights_xla = one_step(xla, images, labels)
+
+    assert xla.jit_compile is True
+    assert loss_xla == pytest.approx(loss_plain, rel=1e-5)
+    for a, b in zip(weights_plain, weights_xla):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_mixed_precision_on_cpu_predicts_like_float32_and_trains():
+    rng = np.random.default_rng(5)
+    images, labels = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.array([0, 1] * 4)
+    full, mixed = tiny_model(image_size=32), tiny_model(image_size=32, mixed_precision=True)
+    mixed.set_weights(full.get_weights())
+
+    np.testing.assert_allclose(mixed.predict(images, verbose=0), full.predict(images, verbose=0), atol=2e-3)
+    loss, _ = one_step(mixed, images, labels)
+    assert np.isfinite(loss)
+    assert isinstance(mixed.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_train_records_xla_replicas_and_global_batch(crops, tmp_path, monkeypatch):
+    monkeypatch.setattr(fit, "build_model", tiny_model)
+    config = {"weights": "none", "epochs": 1, "batch_size": 4, "jit": "on", "class_weight": "none"}
+
+    result = train(crops["train_paths"], crops["train_labels"], crops["val_paths"], crops["val_labels"],
+                   config, tmp_path)
+
+    recorded = result["config"]
+    assert recorded["jit"] is True and recorded["jit_used"] is True
+    assert recorded["replicas"] == "auto" and recorded["replicas_used"] == 1
+    assert recorded["global_batch_size"] == 4 and recorded["mixed_precision_used"] is False
+    assert predict_probabilities(load_model(result["model_path"]), crops["val_paths"]).shape == (8,)
+
+
+def test_resolve_train_config_checks_jit_and_replicas():
+    assert resolve_train_config({})["jit"] == "auto" and resolve_train_config({})["replicas"] == "auto"
+    assert resolve_train_config({"jit": "off"})["jit"] is False
+    assert resolve_train_config({"jit": True, "replicas": "2"})["replicas"] == 2
+    with pytest.raises(ValueError, match="jit"):
+        resolve_train_config({"jit": "maybe"})
+    with pytest.raises(ValueError, match="replicas"):
+        resolve_train_config({"replicas": 0})
+    with pytest.raises(ValueError, match="device"):
+        fit.distribution_strategy(64)
+
+
+def test_two_replicas_take_the_same_step_as_one_on_the_same_global_batch(tmp_path):
+    """MirroredStrategy over two logical CPU devices (they must be made before TensorFlow
+    starts, hence a fresh process): same loss and weights as one replica; then train() on them."""
+    out = tmp_path / "replicas.json"
+    subprocess.run([sys.executable, "bench/train_bench.py", "--replica-check", "--out", str(out)],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+
+    report = json.loads(out.read_text())["replica_check"]
+    assert report["replicas"] == 2 and report["strategy"] == "MirroredStrategy"
+    assert report["loss_two_replicas"] == pytest.approx(report["loss_one_replica"], rel=1e-5)
+    assert report["max_weight_difference"] < 1e-5
+    assert report["train"]["replicas_used"] == 2 and report["train"]["global_batch_size"] == 8

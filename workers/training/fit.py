@@ -1,4 +1,4 @@
-"""Training a classifier on crop files, and predicting with it."""
+"""Training a classifier on crop files (on every GPU of the worker), and predicting with it."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from shared.preprocessing import BACKBONES, DEFAULT_BACKBONE, check_backbone
 from shared.train_config import TrainConfig
-from workers.training.data import count_batches, make_array_dataset, make_dataset
-from workers.training.models import MODEL_NAME_PREFIX, build_model
+from workers.training.data import count_batches, make_dataset
+from workers.training.models import MODEL_NAME_PREFIX, build_model, preprocessing_layer
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
@@ -29,6 +29,26 @@ def resolve_train_config(config: dict | None) -> dict:
     """``config`` over the defaults (shared/train_config.py), checked: InputError, a ValueError,
     names what is wrong. Keys that are not training options (ingest, data_dir) are kept as given."""
     return {**(config or {}), **TrainConfig.from_options(config).as_dict()}
+
+
+def distribution_strategy(replicas: int | str = "auto") -> tf.distribute.Strategy:
+    """MirroredStrategy over the visible GPUs (``replicas``: "auto" = all, N = the first N);
+    the default strategy for one device. Without a GPU, the logical CPU devices take their
+    place: one unless a test splits the CPU with ``tf.config.set_logical_device_configuration``.
+    Raises ValueError when fewer devices than ``replicas`` are visible."""
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+    if replicas != "auto":
+        if int(replicas) > len(devices):
+            raise ValueError(f"replicas={replicas} but only {len(devices)} device(s) visible: {', '.join(devices)}")
+        devices = devices[: int(replicas)]
+    if len(devices) <= 1:
+        return tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def _gpu_visible() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def dataset_cache(setting: str, out_dir: Path, name: str) -> bool | str:
@@ -67,7 +87,11 @@ def train(
     every epoch runs and the final model is saved. ``on_progress(dict)`` is called at each
     epoch's start and end and about once a second in between; an exception it raises
     stops training (and propagates). Returns model_path, history (per-epoch lists),
-    epochs_run, best_epoch (1-based), train_images_per_s and the resolved config.
+    epochs_run, best_epoch (1-based), train_images_per_s and the resolved config, with what
+    was used added: jit_used, mixed_precision_used, replicas_used, global_batch_size, devices.
+
+    Every visible GPU trains (``distribution_strategy``); ``batch_size`` is per replica. The
+    model gets raw uint8 crops; it augments (training only) and preprocesses on the device.
     """
     config = resolve_train_config(config)
     train_labels = np.asarray(train_labels, dtype=int)
@@ -81,12 +105,11 @@ def train(
 
     keras.backend.clear_session()  # a long-lived worker trains many models
     keras.utils.set_random_seed(config["seed"])
-    dataset_options = dict(
-        batch_size=config["batch_size"],
-        backbone=config["backbone"],
-        seed=config["seed"],
-        image_size=config["image_size"],
-    )
+    strategy = distribution_strategy(config["replicas"])
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config["batch_size"] * replicas
+    # The dataset gives global batches; the strategy splits each among the replicas.
+    dataset_options = dict(batch_size=global_batch, seed=config["seed"], image_size=config["image_size"])
     train_data = make_dataset(train_paths, train_labels, training=True,
                               cache=dataset_cache(config["cache"], out_dir, "train"), **dataset_options)
     has_validation = len(val_paths) > 0
@@ -97,17 +120,30 @@ def train(
     )
     class_weight = balanced_class_weight(train_labels) if config["class_weight"] == "balanced" else None
 
-    use_mixed_precision = config["mixed_precision"] and bool(tf.config.list_physical_devices("GPU"))
-    model = build_model(
-        config["backbone"],
-        weights=config["weights"],
-        image_size=config["image_size"],
-        dropout=config["dropout"],
-        learning_rate=config["learning_rate"],
-        mixed_precision=use_mixed_precision,
-    )
+    use_mixed_precision = config["mixed_precision"] and _gpu_visible()
+    use_jit = _gpu_visible() if config["jit"] == "auto" else config["jit"]
+    # Keras compiles the whole distributed step (strategy.run inside one XLA function), which
+    # cannot reach variables on other devices ("Trying to access resource ... located in
+    # device CPU:1 from device CPU:0", seen here on 2 logical CPUs); Keras' own "auto" turns
+    # XLA off under tf.distribute for the same reason. Several replicas: no XLA.
+    if use_jit and replicas > 1:
+        use_jit = False
+    with strategy.scope():
+        model = build_model(
+            config["backbone"],
+            weights=config["weights"],
+            image_size=config["image_size"],
+            dropout=config["dropout"],
+            learning_rate=config["learning_rate"],
+            mixed_precision=use_mixed_precision,
+            jit_compile=use_jit,
+            seed=config["seed"],
+        )
+    use_jit = bool(model.jit_compile)  # Keras turns it off for layers that cannot compile
+    config.update(jit_used=use_jit, mixed_precision_used=use_mixed_precision, replicas_used=replicas,
+                  global_batch_size=global_batch, devices=_strategy_devices(strategy))
 
-    speed = _TrainSpeed(len(train_paths), config["batch_size"])
+    speed = _TrainSpeed(len(train_paths), global_batch)
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE)),
         speed,
@@ -120,7 +156,7 @@ def train(
             ),
         ]
     if on_progress is not None:
-        batches = count_batches(len(train_paths), config["batch_size"])
+        batches = count_batches(len(train_paths), global_batch)
         callbacks.append(ProgressReporter(on_progress, config["epochs"], batches))
 
     fit_history = model.fit(
@@ -153,63 +189,56 @@ def train(
 
 
 def load_model(path: str | Path) -> keras.Model:
-    """A trained model for prediction (no optimizer state needed)."""
-    return keras.models.load_model(str(path), compile=False)
+    """A trained model for prediction (no optimizer state needed), loaded in Keras' safe mode.
+
+    Models saved before preprocessing moved into the model load too: ``predict_probabilities``
+    preprocesses for them. A file that does not load raises ValueError with one line."""
+    try:
+        return keras.models.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types, with multi-line messages
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ValueError(f"cannot load the model {path}: {text}") from exc
 
 
 def model_backbone(model: keras.Model) -> str | None:
-    """The backbone a ``build_model`` model was built on (its name says), else None."""
+    """The backbone a ``build_model`` model was built on (its preprocessing layer, else its
+    name says), else None."""
+    layer = preprocessing_layer(model)
+    if layer is not None:
+        return layer.backbone
     name = model.name.removeprefix(MODEL_NAME_PREFIX)
     return name if model.name.startswith(MODEL_NAME_PREFIX) and name in BACKBONES else None
 
 
 def predict_probabilities(
     model: keras.Model,
-    paths: Sequence[str | Path],
+    source: Sequence[str | Path] | np.ndarray,
     *,
     batch_size: int = 64,
     backbone: str | None = None,
 ) -> np.ndarray:
-    """Fake probability of each crop file, in the order of ``paths``.
+    """Fake probability of each crop, in the order of ``source``: crop file paths, or RGB
+    uint8 crops in memory ((N, H, W, 3), or one (H, W, 3)).
 
-    ``backbone`` picks the preprocessing; None reads it from the model (see ``model_backbone``).
+    Models built here preprocess inside themselves and get the crops as they are.
+    A model saved before that (no preprocessing layer) gets ``preprocess`` applied first,
+    for its backbone: ``backbone``, else what its name says; if neither says, ValueError.
+    ``backbone`` that contradicts the model is a ValueError too: a model fed another
+    backbone's preprocessing predicts garbage without failing.
     """
-    backbone = _preprocessing_backbone(model, backbone)
-    if len(paths) == 0:
+    preprocess_for = _outside_preprocessing(model, backbone)
+    if isinstance(source, np.ndarray) and source.ndim == 3:
+        source = source[np.newaxis]
+    if len(source) == 0:
         return np.zeros(0, dtype=np.float32)
     dataset = make_dataset(
-        paths,
+        source,
         None,
         batch_size=batch_size,
-        backbone=backbone,
         training=False,
         image_size=_model_image_size(model),
         cache=False,
-    )
-    return model.predict(dataset, verbose=0).reshape(-1).astype(np.float32)
-
-
-def predict_arrays(
-    model: keras.Model,
-    images_rgb_uint8: np.ndarray,
-    *,
-    backbone: str | None = None,
-    batch_size: int = 64,
-) -> np.ndarray:
-    """Fake probability of each in-memory RGB uint8 crop (N, H, W, 3); ``backbone`` as above."""
-    backbone = _preprocessing_backbone(model, backbone)
-    images = np.asarray(images_rgb_uint8)
-    if images.ndim == 3:
-        images = images[np.newaxis]
-    if len(images) == 0:
-        return np.zeros(0, dtype=np.float32)
-    dataset = make_array_dataset(
-        images,
-        None,
-        batch_size=batch_size,
-        backbone=backbone,
-        training=False,
-        image_size=_model_image_size(model),
+        preprocess_for=preprocess_for,
     )
     return model.predict(dataset, verbose=0).reshape(-1).astype(np.float32)
 
@@ -292,16 +321,27 @@ def _best_epoch(history: dict, epochs_run: int) -> int:
     return epochs_run
 
 
-def _preprocessing_backbone(model: keras.Model, backbone: str | None) -> str:
-    """The backbone whose preprocessing the model expects; a mismatch is an error, because
-    a model fed another backbone's preprocessing predicts garbage without failing."""
+def _outside_preprocessing(model: keras.Model, backbone: str | None) -> str | None:
+    """None when the model preprocesses itself; else the backbone to preprocess for."""
     built_on = model_backbone(model)
-    if backbone is None:
-        return built_on or DEFAULT_BACKBONE
-    backbone = check_backbone(backbone)
-    if built_on is not None and built_on != backbone:
-        raise ValueError(f"the model was built on {built_on} but backbone={backbone!r} was given")
-    return backbone
+    if backbone is not None:
+        backbone = check_backbone(backbone)
+        if built_on is not None and built_on != backbone:
+            raise ValueError(f"the model was built on {built_on} but backbone={backbone!r} was given")
+    if preprocessing_layer(model) is not None:
+        return None
+    if backbone is None and built_on is None:
+        raise ValueError(
+            f"model {model.name!r} takes preprocessed input (saved before preprocessing moved into "
+            f"the model) and its name does not say its backbone: pass backbone= one of {', '.join(BACKBONES)}"
+        )
+    return backbone or built_on
+
+
+def _strategy_devices(strategy: tf.distribute.Strategy) -> list[str]:
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return list(strategy.extended.worker_devices)
+    return ["default"]  # one device, placed by TensorFlow
 
 
 def _model_image_size(model: keras.Model) -> int:

@@ -1,24 +1,142 @@
-"""The classifier: an ImageNet backbone, global average pooling, dropout, one sigmoid unit."""
+"""The classifier: raw RGB uint8 crops -> augmentation (training only) -> the backbone's
+preprocessing -> an ImageNet backbone, global average pooling, dropout, one sigmoid unit.
+
+Augmentation and preprocessing are layers of the model, so they run on the accelerator
+next to the backbone, and a saved model takes the crops as they come off the disk:
+``model.predict`` needs no preprocessing call and cannot be fed the wrong one. Both are
+registered Keras layers (no ``Lambda``), so saved models load in Keras' safe mode; they
+use ``keras.ops`` only, so the same model also runs on the JAX backend (bench/gpu_check.sh).
+
+This module imports Keras but not TensorFlow.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import keras
+from keras import ops
 
-from shared.preprocessing import DEFAULT_BACKBONE, backbone_class, check_backbone
+from shared.preprocessing import DEFAULT_BACKBONE, backbone_class, check_backbone, preprocessing_constants
 
 # What the user may pass as --weights besides a path.
 IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
 # Models are named "deepfake_<backbone>", so a saved model tells which preprocessing it needs.
 MODEL_NAME_PREFIX = "deepfake_"
+# Names of the layers in front of the backbone.
+AUGMENTATION_LAYER, PREPROCESSING_LAYER = "augmentation", "preprocessing"
+# Augmentation strength, close to the notebook's ImageDataGenerator settings
+# (rotation up to 20 degrees either way, shifts up to 10% of the side, horizontal flips).
+ROTATION_DEGREES = 20.0
+SHIFT_FRACTION = 0.1
 
 
 class WeightsUnavailableError(RuntimeError):
     """The requested backbone weights cannot be loaded (offline, missing or unreadable file)."""
+
+
+@keras.saving.register_keras_serializable(package="deepfake")
+class BackbonePreprocessing(keras.layers.Layer):
+    """RGB crops in [0, 255] (any dtype) -> float32 input of ``backbone``: the constants of
+    ``shared.preprocessing.PREPROCESSING``, the same numbers ``preprocess()`` applies."""
+
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, **kwargs):
+        kwargs["dtype"] = "float32"  # also under mixed precision: the backbone casts after
+        super().__init__(**kwargs)
+        self.backbone = check_backbone(backbone)
+        self._reverse, self._scale, self._offset = preprocessing_constants(self.backbone)
+
+    def call(self, images):
+        images = ops.cast(images, "float32")
+        if self._reverse:
+            images = ops.flip(images, axis=-1)
+        return images * self._scale + ops.convert_to_tensor(self._offset, "float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone}
+
+
+@keras.saving.register_keras_serializable(package="deepfake")
+class CropAugmentation(keras.layers.Layer):
+    """Random rotation, shift and horizontal flip of a batch of crops, active in training only.
+
+    The three are folded into one affine map per image and applied as one bilinear warp,
+    edge pixels repeated outside the crop (Keras' fill_mode="nearest"). Keras' own
+    RandomRotation/RandomTranslation would do two warps and mark themselves not
+    XLA-compilable (``supports_jit = False``), which turns XLA off for the whole model;
+    this layer is gathers and arithmetic, so it compiles. Outside training it only casts
+    to float32. Input: (N, H, W, C) in [0, 255]; output float32, same shape.
+    """
+
+    def __init__(self, rotation_degrees: float = ROTATION_DEGREES, shift_fraction: float = SHIFT_FRACTION,
+                 flip: bool = True, seed: int | None = None, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.rotation_degrees = float(rotation_degrees)
+        self.shift_fraction = float(shift_fraction)
+        self.flip = bool(flip)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        images = ops.cast(images, "float32")
+        if not training:
+            return images
+        return self._warp(images)
+
+    def _warp(self, images):
+        height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+        batch = ops.shape(images)[0]
+        angle_max = math.radians(self.rotation_degrees)
+        angle = keras.random.uniform((batch,), -angle_max, angle_max, seed=self.seed_generator)
+        shift = keras.random.uniform((batch, 2), -self.shift_fraction, self.shift_fraction,
+                                     seed=self.seed_generator)
+        flip = keras.random.uniform((batch,), 0.0, 1.0, seed=self.seed_generator) < (0.5 if self.flip else 0.0)
+
+        def per_image(value):
+            return ops.reshape(value, (-1, 1, 1))
+
+        # For each output pixel, the source position: undo the flip, then the shift, then the
+        # rotation about the centre (output = flip(shift(rotate(input))), as the layers did).
+        rows, cols = ops.meshgrid(ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"),
+                                  indexing="ij")
+        cols = ops.where(per_image(flip), (width - 1.0) - cols, cols)
+        cols = cols - per_image(shift[:, 0] * width)
+        rows = rows - per_image(shift[:, 1] * height)
+        centre_x, centre_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+        cos, sin = per_image(ops.cos(angle)), per_image(ops.sin(angle))
+        dx, dy = cols - centre_x, rows - centre_y
+        src_x = cos * dx + sin * dy + centre_x
+        src_y = -sin * dx + cos * dy + centre_y
+
+        x0, y0 = ops.floor(src_x), ops.floor(src_y)
+        wx, wy = ops.expand_dims(src_x - x0, -1), ops.expand_dims(src_y - y0, -1)
+        flat = ops.reshape(images, (-1, channels))
+        base = per_image(ops.arange(batch, dtype="int32") * (height * width))
+
+        def pixels(y, x):  # nearest fill: coordinates clamped to the crop
+            y = ops.cast(ops.clip(y, 0.0, height - 1.0), "int32")
+            x = ops.cast(ops.clip(x, 0.0, width - 1.0), "int32")
+            index = ops.reshape(base + y * width + x, (-1,))
+            return ops.reshape(ops.take(flat, index, axis=0), (-1, height, width, channels))
+
+        top = pixels(y0, x0) * (1.0 - wx) + pixels(y0, x0 + 1.0) * wx
+        bottom = pixels(y0 + 1.0, x0) * (1.0 - wx) + pixels(y0 + 1.0, x0 + 1.0) * wx
+        return top * (1.0 - wy) + bottom * wy
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rotation_degrees": self.rotation_degrees,
+                "shift_fraction": self.shift_fraction, "flip": self.flip, "seed": self.seed}
 
 
 def build_model(
@@ -28,23 +146,43 @@ def build_model(
     dropout: float = 0.3,
     learning_rate: float = 1e-4,
     mixed_precision: bool = False,
+    *,
+    jit_compile: bool = False,
+    augment: bool = True,
+    preprocessing: bool = True,
+    seed: int | None = None,
+    base: keras.Model | None = None,
 ) -> keras.Model:
-    """A compiled real(0)/fake(1) classifier on ``backbone``.
+    """A compiled real(0)/fake(1) classifier on ``backbone``, taking RGB uint8 crops.
 
     ``weights``: "imagenet" (Keras downloads them once into ~/.keras/models), "none"
     (random init) or the path of a local include_top=False ``.h5`` file.
     ``mixed_precision`` builds the model under the "mixed_float16" policy (useful on a GPU
-    only); the global policy is restored afterwards. The output unit stays float32.
+    only); the global policy is restored afterwards. Augmentation, preprocessing and the
+    output unit stay float32. ``jit_compile``: XLA for training, evaluation and prediction.
+    ``augment=False`` leaves out the augmentation layer; ``preprocessing=False`` builds a
+    model that takes preprocessed float input, as models saved before preprocessing moved
+    into the model did (benchmarks compare both). ``seed`` seeds the augmentation.
+    ``base``: a model to use as the backbone instead of ``keras.applications`` (tests);
+    ``backbone`` still picks the preprocessing and the name.
+    Build under ``strategy.scope()`` to train on several devices.
     Raises ValueError for an unknown backbone, WeightsUnavailableError for weights that
     cannot be had.
     """
     backbone = check_backbone(backbone)
-    keras_weights = _resolve_weights(backbone, weights, image_size)
+    keras_weights = _resolve_weights(backbone, weights, image_size) if base is None else None
     policy = "mixed_float16" if mixed_precision else keras.mixed_precision.global_policy().name
     with _dtype_policy(policy):
-        base = _build_backbone(backbone, keras_weights, image_size)
-        inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
-        features = base(inputs)
+        if base is None:
+            base = _build_backbone(backbone, keras_weights, image_size)
+        inputs = keras.Input(shape=(image_size, image_size, 3), dtype="uint8" if preprocessing else "float32",
+                             name="image")
+        features = inputs
+        if augment:
+            features = CropAugmentation(seed=seed, name=AUGMENTATION_LAYER)(features)
+        if preprocessing:
+            features = BackbonePreprocessing(backbone, name=PREPROCESSING_LAYER)(features)
+        features = base(features)
         features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
         features = keras.layers.Dropout(dropout, name="dropout")(features)
         outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="fake_probability")(
@@ -55,8 +193,25 @@ def build_model(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
             loss="binary_crossentropy",
             metrics=["accuracy", keras.metrics.AUC(name="auc")],
+            jit_compile=bool(jit_compile),
         )
     return model
+
+
+def preprocessing_layer(model: keras.Model) -> BackbonePreprocessing | None:
+    """The model's in-model preprocessing, or None for a model that takes preprocessed input."""
+    for layer in model.layers:
+        if isinstance(layer, BackbonePreprocessing):
+            return layer
+    return None
+
+
+def backbone_layer(model: keras.Model) -> keras.layers.Layer:
+    """The backbone sub-model (e.g. for Grad-CAM): the first nested model of ``model``."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            return layer
+    raise ValueError(f"model {model.name!r} has no backbone sub-model")
 
 
 def notop_weights_file(backbone: str, image_size: int = 128) -> str:

@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# The docker compose cluster, end to end, from nothing, on a host with a Docker engine and no image
+# registry:
+#
+#   bash bench/compose_smoke.sh          # from the repository root, as root (debootstrap), dockerd running
+#
+# 1. build: a base image from Debian packages (debootstrap of the host's Debian release, then
+#    `docker import`), stand-ins for redis:7-alpine and postgres:16-alpine from Debian's
+#    redis-server and postgresql on that base, and ONE pipeline image (docker/Dockerfile.cpu) that
+#    runs migrate, the CPU workers, the training worker (docker-compose.cpu.yml), Flower and the CLI.
+#    pip reaches the package index through the build's network (`--network host`), with the CA
+#    bundle and index URL of the host's pip configuration passed in as build arguments.
+# 2. up (migrate runs once), 3. ingest a generated sample with --then-train --wait, 4. report,
+# 5. Flower's API: 401 without auth, the tasks with it, 6. --scale cpu-worker=3, 7. `docker kill`
+# one CPU worker mid-ingest and check that the others did its video, 8. `down -v`.
+#
+# Prints the timings; its output is also written to docs/results/compose-smoke.txt (SMOKE_RESULT).
+# Build logs and container logs go to bench/out/compose-smoke/. It always ends with `down -v` and
+# removes its temporary folder, also on failure, and is bounded by SMOKE_TIMEOUT_S (2400 s).
+#
+# Environment (all optional):
+#   SMOKE_CACHE=1       reuse the images of an earlier run and Docker's layer cache (default: build
+#                       everything from nothing, --no-cache, for honest build times)
+#   SMOKE_RMI=1         remove the images this script built at the end
+#   BASE_IMAGE, REDIS_IMAGE, POSTGRES_IMAGE   use these instead of building the local ones
+#   DEBIAN_MIRROR, DEBIAN_SUITE               for debootstrap (default: the host's apt source and release)
+#   SMOKE_RESULT        where to write the output (default docs/results/compose-smoke.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+LIMIT_S=${SMOKE_TIMEOUT_S:-2400}
+if [ -z "${_COMPOSE_SMOKE_INNER:-}" ]; then
+    # Bound the whole run. TERM reaches the script and everything it started; the EXIT trap then
+    # still brings the cluster down (timeout's --kill-after leaves it 180 s for that).
+    export _COMPOSE_SMOKE_INNER=1
+    exec timeout --kill-after=180 "$LIMIT_S" bash "$0" "$@"
+fi
+
+PROJECT=celebdf-smoke
+LOGS="$REPO/bench/out/compose-smoke"
+RESULT=${SMOKE_RESULT:-$REPO/docs/results/compose-smoke.txt}
+CA_COPY="$REPO/docker/build-ca/ca.pem"
+WORK=$(mktemp -d /tmp/compose-smoke.XXXXXX)
+chmod 755 "$WORK"
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+exec > >(tee "$WORK/output.txt") 2>&1
+
+START=$(date +%s.%N)
+STATUS=failed
+BUILT_IMAGES=()
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+say() { printf '[%6s s] %s\n' "$(since "$START")" "$*"; }
+fail() { say "FAILED: $*"; exit 1; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    if [ -n "${DC_READY:-}" ]; then
+        "${DC[@]}" logs --no-color > "$LOGS/containers.log" 2>&1
+        local t=$(now)
+        timeout 300 "${DC[@]}" down -v --remove-orphans > "$LOGS/down.log" 2>&1 \
+            && say "down -v: $(since "$t") s" || say "down -v failed: see $LOGS/down.log"
+    fi
+    rm -f "$CA_COPY"
+    if [ "${SMOKE_RMI:-0}" = 1 ] && [ ${#BUILT_IMAGES[@]} -gt 0 ]; then
+        docker rmi "${BUILT_IMAGES[@]}" > /dev/null 2>&1
+    fi
+    [ "$rc" -eq 0 ] && [ "$STATUS" = passed ] || STATUS=failed
+    say "compose smoke $STATUS (exit $rc) in $(since "$START") s"
+    sleep 0.2  # let tee flush
+    mkdir -p "$(dirname "$RESULT")"
+    cp "$WORK/output.txt" "$RESULT"
+    [ -d "$WORK/rootfs" ] && rm -rf "$WORK/rootfs"
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'say "FAILED: line $LINENO: $BASH_COMMAND (exit $?)"' ERR
+trap 'say "interrupted (time limit ${LIMIT_S} s or signal)"; exit 124' INT TERM
+
+# ------------------------------------------------------------------------------ prerequisites
+docker info > /dev/null 2>&1 || fail "no Docker engine answers (start dockerd first)"
+if docker compose version > /dev/null 2>&1; then
+    COMPOSE=(docker compose)
+elif command -v docker-compose > /dev/null; then
+    COMPOSE=(docker-compose)
+else
+    fail "neither 'docker compose' nor 'docker-compose' is installed"
+fi
+PY=${PYTHON:-python3}
+"$PY" -c "import orchestrator.cli" 2>/dev/null || fail "$PY cannot import the project (pip install -e .) to write the sample data"
+
+say "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(docker version --format 'Docker engine {{.Server.Version}}'); $("${COMPOSE[@]}" version --short 2>/dev/null | head -n1 | sed 's/^/compose /') (${COMPOSE[*]})"
+say "build cache: $([ "${SMOKE_CACHE:-0}" = 1 ] && echo 'reused (SMOKE_CACHE=1)' || echo 'none (from nothing)')"
+
+NO_CACHE=(--no-cache)
+[ "${SMOKE_CACHE:-0}" = 1 ] && NO_CACHE=()
+
+# ---------------------------------------------------------------------------------------- build
+build_image() {  # build_image TAG DOCKERFILE [docker build args...]
+    local tag=$1 file=$2 log="$LOGS/build-$(echo "$1" | tr '/:' '__').log"
+    shift 2
+    local t=$(now)
+    if ! docker build --network host "${NO_CACHE[@]}" -f "$file" -t "$tag" "$@" . > "$log" 2>&1; then
+        tail -n 15 "$log"
+        fail "docker build $tag ($file): see $log"
+    fi
+    BUILT_IMAGES+=("$tag")
+    say "built $tag in $(since "$t") s ($(docker image inspect "$tag" --format '{{.Size}}' | awk '{printf "%.2f GB", $1/1e9}'))"
+}
+
+BUILD_T=$(now)
+if [ -z "${BASE_IMAGE:-}" ]; then
+    BASE_IMAGE=celebdf-smoke/base:bookworm
+    if [ "${SMOKE_CACHE:-0}" = 1 ] && docker image inspect "$BASE_IMAGE" > /dev/null 2>&1; then
+        say "base image $BASE_IMAGE: reused"
+    else
+        [ "$(id -u)" = 0 ] || fail "debootstrap needs root (or set BASE_IMAGE to an image you have)"
+        command -v debootstrap > /dev/null || fail "debootstrap is not installed (apt-get install debootstrap)"
+        . /etc/os-release
+        suite=${DEBIAN_SUITE:-${VERSION_CODENAME:-bookworm}}
+        mirror=${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+            | awk '$1 == "URIs:" || $1 == "deb" { print $2 }' | grep -E '/debian/?$' | head -n 1 || true)}
+        mirror=${mirror:-http://deb.debian.org/debian}
+        t=$(now)
+        # python3-venv: the Dockerfiles make a venv (Debian's python3 is "externally managed").
+        # Nothing for OpenCV: the headless wheel bundles its libraries (libstdc++, zlib are in minbase).
+        debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+            "$suite" "$WORK/rootfs" "$mirror" > "$LOGS/debootstrap.log" 2>&1 \
+            || { tail -n 5 "$LOGS/debootstrap.log"; fail "debootstrap $suite: see $LOGS/debootstrap.log"; }
+        say "debootstrap $suite (minbase + python3, python3-venv, ca-certificates): $(since "$t") s, $(du -sh "$WORK/rootfs" | cut -f1)"
+        t=$(now)
+        tar -C "$WORK/rootfs" -c . | docker import - "$BASE_IMAGE" > /dev/null || fail "docker import of the rootfs"
+        rm -rf "$WORK/rootfs"
+        BUILT_IMAGES+=("$BASE_IMAGE")
+        say "docker import $BASE_IMAGE: $(since "$t") s"
+    fi
+fi
+
+if [ -z "${REDIS_IMAGE:-}" ]; then
+    REDIS_IMAGE=celebdf-smoke/redis-standin:bookworm
+    build_image "$REDIS_IMAGE" docker/standins/Dockerfile.redis --build-arg "BASE_IMAGE=$BASE_IMAGE"
+fi
+if [ -z "${POSTGRES_IMAGE:-}" ]; then
+    POSTGRES_IMAGE=celebdf-smoke/postgres-standin:bookworm
+    build_image "$POSTGRES_IMAGE" docker/standins/Dockerfile.postgres --build-arg "BASE_IMAGE=$BASE_IMAGE"
+fi
+
+# pip inside the build: the host's pip configuration, passed in at build time (nothing committed).
+pip_get() { "$PY" -m pip config get "$1" 2>/dev/null || true; }
+PIP_ARGS=()
+cert=${PIP_CERT:-$(pip_get global.cert)}
+if [ -n "$cert" ]; then
+    [ -f "$cert" ] || fail "pip's CA bundle $cert does not exist"
+    cp "$cert" "$CA_COPY"
+    PIP_ARGS+=(--build-arg PIP_BUILD_CA=ca.pem)
+fi
+index=${PIP_INDEX_URL:-$(pip_get global.index-url)}
+case "$index" in http://*|https://*) PIP_ARGS+=(--build-arg "PIP_BUILD_INDEX_URL=$index") ;; esac
+# Only network indexes: file:// ones are host folders the build cannot see.
+extra=$(for u in ${PIP_EXTRA_INDEX_URL:-$(pip_get global.extra-index-url)}; do
+    case "$u" in http://*|https://*) printf '%s ' "$u" ;; esac; done)
+[ -n "$extra" ] && PIP_ARGS+=(--build-arg "PIP_BUILD_EXTRA_INDEX_URL=${extra% }")
+say "pip in the build: CA bundle: $([ -n "$cert" ] && echo "the host pip config's, copied in" || echo none); index: $([ -n "$index" ] && echo "the host pip config's" || echo PyPI); extra network indexes: $([ -n "$extra" ] && echo yes || echo none)"
+
+PIPELINE_IMAGE=celebdf-smoke/pipeline:cpu
+build_image "$PIPELINE_IMAGE" docker/Dockerfile.cpu --build-arg "BASE_IMAGE=$BASE_IMAGE" "${PIP_ARGS[@]}"
+rm -f "$CA_COPY"
+BUILD_S=$(since "$BUILD_T")
+say "BUILD: $BUILD_S s"
+
+# ------------------------------------------------------------------------------- env and data
+secret() { "$PY" -c "import secrets; print(secrets.token_hex(16))"; }
+FLOWER_PORT=$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+FLOWER_USER=smoke
+FLOWER_PASSWORD=$(secret)
+mkdir -p "$WORK/dataset"
+# Short limits: a stuck task fails the run in minutes. The visibility timeout (how long before a
+# dead worker's message is handed out again) must exceed the longest task on the broker: training
+# in the first part (about 100 s here), one video of a few seconds in the kill part, which is run
+# with a shorter timeout (set_env below) so that the killed worker's video comes back in under a minute.
+VISIBILITY_S=300
+KILL_VISIBILITY_S=45
+cat > "$WORK/.env" <<EOF
+DATASET_DIR=$WORK/dataset
+REDIS_PASSWORD=$(secret)
+POSTGRES_PASSWORD=$(secret)
+FLOWER_USER=$FLOWER_USER
+FLOWER_PASSWORD=$FLOWER_PASSWORD
+FLOWER_PORT=$FLOWER_PORT
+BASE_IMAGE=$BASE_IMAGE
+REDIS_IMAGE=$REDIS_IMAGE
+POSTGRES_IMAGE=$POSTGRES_IMAGE
+PIPELINE_IMAGE=$PIPELINE_IMAGE
+CPU_WORKER_CONCURRENCY=1
+CPU_TASK_SOFT_LIMIT_S=30
+CPU_TASK_HARD_LIMIT_S=35
+GPU_TASK_SOFT_LIMIT_S=$((VISIBILITY_S - 30))
+GPU_TASK_HARD_LIMIT_S=$((VISIBILITY_S - 10))
+BROKER_VISIBILITY_TIMEOUT_S=$VISIBILITY_S
+EOF
+say "cluster settings: 1 process per cpu-worker, video task limit 30/35 s, training limit $((VISIBILITY_S - 30))/$((VISIBILITY_S - 10)) s, visibility timeout $VISIBILITY_S s"
+set_env() { sed -i "s|^$1=.*|$1=$2|" "$WORK/.env"; }
+
+t=$(now)
+"$PY" -m orchestrator.cli sample-data "$WORK/dataset/first" --reals 3 --fakes 6 --seconds 4 > "$LOGS/sample.log" 2>&1 \
+    || fail "sample-data: see $LOGS/sample.log"
+"$PY" -m orchestrator.cli sample-data "$WORK/dataset/second" --reals 3 --fakes 6 --seconds 24 --seed 1 >> "$LOGS/sample.log" 2>&1 \
+    || fail "sample-data: see $LOGS/sample.log"
+chmod -R a+rX "$WORK/dataset"
+say "sample data: $(find "$WORK/dataset/first" -name '*.mp4' | wc -l) + $(find "$WORK/dataset/second" -name '*.mp4' | wc -l) videos in $(since "$t") s"
+
+DC=("${COMPOSE[@]}" -p "$PROJECT" --env-file "$WORK/.env" -f docker-compose.yml -f docker-compose.cpu.yml)
+DC_READY=1
+"${DC[@]}" config -q || fail "compose config"
+
+# `docker exec` rather than `compose exec`: compose v1 takes about a second to start, and the kill
+# below has to land while a video is running.
+psql() { docker exec "$(service_id postgres)" psql -U pipeline -d pipeline -tA -F ' ' -c "$1"; }
+service_id() {
+    docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=$1" | head -n 1
+}
+quiet() {  # a CLI's output without compose's own lines and progress bars
+    tr '\r' '\n' < "$1" | grep -v -E '^(Creating|Starting|Attaching) |^ *(ingest|epoch [0-9]+/[0-9]+):|^\s*$' || true
+}
+ping_count() {  # cpu and gpu-queue worker nodes answering a ping
+    "${DC[@]}" exec -T flower celery -A workers inspect ping --timeout 5 2>/dev/null | grep -c -E 'celery@[^:]+: OK' || true
+}
+wait_workers() {  # wait_workers N LIMIT_S
+    local deadline=$(( $(date +%s) + $2 )) n=0
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        n=$(ping_count)
+        [ "$n" -ge "$1" ] && return 0
+        sleep 2
+    done
+    fail "$n of $1 workers answer a ping after $2 s"
+}
+
+# ------------------------------------------------------------------------------------------- up
+UP_T=$(now)
+timeout 600 "${DC[@]}" up -d > "$LOGS/up.log" 2>&1 || { tail -n 15 "$LOGS/up.log"; fail "compose up: see $LOGS/up.log"; }
+UP_CMD_S=$(since "$UP_T")
+migrate_id=$(docker ps -a -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=migrate | head -n 1)
+[ -n "$migrate_id" ] || fail "no migrate container"
+migrate_exit=$(docker inspect "$migrate_id" --format '{{.State.ExitCode}}')
+[ "$migrate_exit" = 0 ] || fail "migrate exited $migrate_exit"
+say "migrate: exit 0 ($(docker logs "$migrate_id" 2>&1 | tail -n 1))"
+wait_workers 2 300
+UP_S=$(since "$UP_T")
+say "UP: $UP_S s (up -d returned after $UP_CMD_S s: redis and postgres healthy, migrate done; then until cpu-worker and gpu-worker-cpu answer a ping)"
+"${DC[@]}" ps | tail -n +1 | sed 's/^/    /'
+
+# ------------------------------------------------------------------------ ingest, train, report
+TRAIN_OPTIONS=(--train-option epochs=1 --train-option weights=none --train-option backbone=mobilenetv2 --train-option batch_size=8)
+INGEST_T=$(now)
+timeout 900 "${DC[@]}" run --rm -T orchestrator ingest /dataset/first --then-train --wait "${TRAIN_OPTIONS[@]}" \
+    > "$LOGS/ingest-first.log" 2>&1 || { tail -n 20 "$LOGS/ingest-first.log"; fail "ingest --then-train --wait: see $LOGS/ingest-first.log"; }
+INGEST_S=$(since "$INGEST_T")
+say "INGEST + TRAIN (orchestrator ingest /dataset/first --then-train --wait, $(find "$WORK/dataset/first" -name '*.mp4' | wc -l) videos): $INGEST_S s"
+quiet "$LOGS/ingest-first.log" | tail -n 14 | sed 's/^/    /'
+psql "select status, count(*) from videos group by status order by status" | sed 's/^/    videos: /'
+psql "select min(task_seconds)::numeric(6,1), avg(task_seconds)::numeric(6,1), max(task_seconds)::numeric(6,1) from videos where task_seconds is not null" \
+    | awk '{ print "    video task seconds min/mean/max: " $1 " / " $2 " / " $3 }'
+
+timeout 300 "${DC[@]}" run --rm -T orchestrator report > "$LOGS/report.log" 2>&1 || { tail -n 20 "$LOGS/report.log"; fail "report"; }
+say "report:"
+quiet "$LOGS/report.log" | head -n 25 | sed 's/^/    /'
+
+# ---------------------------------------------------------------------------------------- Flower
+flower() {  # flower PATH [user:password] -> "HTTP_CODE BODY_FILE"
+    "$PY" - "$FLOWER_PORT" "$1" "${2:-}" "$WORK/flower.json" <<'EOF'
+import base64, sys, urllib.error, urllib.request
+port, path, auth, out = sys.argv[1:5]
+request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+if auth:
+    request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+try:
+    with urllib.request.urlopen(request, timeout=20) as response:
+        open(out, "wb").write(response.read())
+        print(response.status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+except OSError as error:
+    print(f"000 {error}")
+EOF
+}
+code=$(flower /api/tasks)
+[ "$code" = 401 ] || fail "Flower /api/tasks without credentials answered $code, not 401"
+code=$(flower /api/tasks "$FLOWER_USER:wrong-password")
+[ "$code" = 401 ] || fail "Flower /api/tasks with a wrong password answered $code, not 401"
+code=$(flower /api/tasks "$FLOWER_USER:$FLOWER_PASSWORD")
+[ "$code" = 200 ] || fail "Flower /api/tasks with credentials answered $code"
+flower_summary=$("$PY" - "$WORK/flower.json" <<'EOF'
+import collections, json, sys
+tasks = json.load(open(sys.argv[1]))
+by = collections.Counter((t.get("name"), t.get("state")) for t in tasks.values())
+print(len(tasks), "; ".join(f"{n} {name} {state}" for (name, state), n in sorted(by.items(), key=str)))
+EOF
+)
+videos_first=$(find "$WORK/dataset/first" -name '*.mp4' | wc -l)
+[ "${flower_summary%% *}" -ge $((videos_first + 1)) ] || fail "Flower lists ${flower_summary%% *} tasks, expected $videos_first videos + 1 training"
+say "Flower /api/tasks: 401 without credentials and with a wrong password; 200 with them: ${flower_summary%% *} tasks (${flower_summary#* })"
+
+# ---------------------------------------------------------------- scale, kill one worker mid-ingest
+# Training is over: the pipeline services are recreated with the short visibility timeout.
+set_env BROKER_VISIBILITY_TIMEOUT_S "$KILL_VISIBILITY_S"
+set_env GPU_TASK_SOFT_LIMIT_S 30
+set_env GPU_TASK_HARD_LIMIT_S 35
+t=$(now)
+timeout 300 "${DC[@]}" up -d --scale cpu-worker=3 > "$LOGS/scale.log" 2>&1 || { tail -n 15 "$LOGS/scale.log"; fail "up --scale cpu-worker=3"; }
+wait_workers 4 300
+say "SCALE: up -d --scale cpu-worker=3 (pipeline services recreated with BROKER_VISIBILITY_TIMEOUT_S=$KILL_VISIBILITY_S), all 4 workers answer a ping after $(since "$t") s"
+
+videos_second=$(find "$WORK/dataset/second" -name '*.mp4' | wc -l)
+KILL_INGEST_T=$(now)
+timeout 900 "${DC[@]}" run --rm -T orchestrator ingest /dataset/second --wait > "$LOGS/ingest-second.log" 2>&1 &
+INGEST_PID=$!
+victim=""
+deadline=$(( $(date +%s) + 300 ))
+while [ -z "$victim" ] && [ "$(date +%s)" -lt "$deadline" ]; do
+    kill -0 "$INGEST_PID" 2>/dev/null || fail "the second ingest ended before a worker could be killed: see $LOGS/ingest-second.log"
+    victim=$(psql "select split_part(v.worker, ':', 1) from videos v join datasets d on d.id = v.dataset_id
+                   where d.root = '/dataset/second' and v.status = 'running' order by v.started_at desc limit 1" 2>/dev/null || true)
+    [ -n "$victim" ] || sleep 0.3
+done
+[ -n "$victim" ] || fail "no video of the second ingest was running within 300 s"
+docker kill "$victim" > /dev/null || fail "docker kill $victim"
+KILL_T=$(now)
+KILL_EPOCH=$(date +%s.%N)
+# The videos the dead container was running: its row stays `running` until another worker takes it.
+held=$(psql "select v.id || '=' || v.rel_path from videos v join datasets d on d.id = v.dataset_id
+             where d.root = '/dataset/second' and v.status = 'running' and split_part(v.worker, ':', 1) = '$victim'")
+unfinished=$(psql "select count(*) from videos v join datasets d on d.id = v.dataset_id where d.root = '/dataset/second' and v.status in ('pending', 'running')")
+[ -n "$held" ] || fail "the video running on $victim finished before the kill landed: nothing was interrupted"
+say "KILL: docker kill of cpu-worker container $victim, $(since "$KILL_INGEST_T") s into the ingest, $unfinished of $videos_second videos unfinished; it was running: $(echo $held)"
+wait "$INGEST_PID" || { tail -n 20 "$LOGS/ingest-second.log"; fail "ingest /dataset/second --wait: see $LOGS/ingest-second.log"; }
+say "second ingest (--wait) finished $(since "$KILL_T") s after the kill, $(since "$KILL_INGEST_T") s after it started"
+recovery=0
+for item in $held; do
+    video=${item%%=*}
+    row=$(psql "select status, attempts, split_part(worker, ':', 1), extract(epoch from finished_at) from videos where id = $video")
+    read -r v_status v_attempts v_worker v_finished <<< "$row"
+    r=$(awk -v a="$KILL_EPOCH" -v b="$v_finished" 'BEGIN { printf "%.1f", b - a }')
+    recovery=$r
+    say "RECOVERY: video $video (${item#*=}): $v_status, attempts $v_attempts, finished by $v_worker $r s after the kill (visibility timeout $KILL_VISIBILITY_S s)"
+    [ "$v_worker" != "$victim" ] || fail "video $video was finished by the killed container $victim itself"
+    [ "$v_attempts" -ge 2 ] || fail "video $video has attempts $v_attempts: it was not redone"
+    case "$v_status" in done|no_face) ;; *) fail "video $video ended $v_status" ;; esac
+done
+left=$(psql "select count(*) from videos v join datasets d on d.id = v.dataset_id where d.root = '/dataset/second' and v.status in ('pending', 'running')")
+[ "$left" = 0 ] || fail "$left videos of the second ingest are unfinished"
+psql "select split_part(v.worker, ':', 1), count(*), sum(v.attempts) from videos v join datasets d on d.id = v.dataset_id
+      where d.root = '/dataset/second' group by 1 order by 1" \
+    | awk -v victim="$victim" '{ printf "    worker %s: %s videos finished (%s attempts)\n", $1, $2, $3 }'
+psql "select v.status, count(*) from videos v join datasets d on d.id = v.dataset_id where d.root = '/dataset/second' group by 1 order by 1" \
+    | sed 's/^/    videos: /'
+state=$(docker inspect "$victim" --format '{{.State.Status}}, restarts {{.RestartCount}}' 2>/dev/null || echo gone)
+say "killed container now: $state"
+dups=$(psql "select count(*) from (select video_id, frame_index, face_index from crops group by 1, 2, 3 having count(*) > 1) d")
+[ "$dups" = 0 ] || fail "$dups duplicate crop rows"
+say "duplicate crop rows: 0; crops: $(psql "select count(*) from crops")"
+
+STATUS=passed
+say "SUMMARY: build $BUILD_S s, up $UP_S s, ingest+train $INGEST_S s, kill -> video done $recovery s"
