@@ -65,3 +65,33 @@ def test_bad_dataset_choices_record_nothing(local_db):
     with pytest.raises(InputError, match="different parameters \\(align True vs False\\)"):
         plan_run({"weights": "none"}, datasets=["own", "other"])
     assert runs() == 0
+
+
+def test_evaluation_choices_and_a_failed_evaluation_is_recorded(local_db):
+    from db.models import Evaluation
+    from workers.planning.evaluations import plan_evaluation
+    from workers.planning.runs import find_run
+    from workers.training.cross_eval import execute_evaluation
+
+    add_dataset("ffpp", "ffpp", people("a", 6, official=(5,)))
+    add_dataset("other", "folders", people("c", 3), params={**PARAMS, "margin": 0.5})
+    run_id, _ = plan_run({"split": "official", "weights": "none"}, datasets=["ffpp"])
+    with pytest.raises(InputError, match="only a finished run"):
+        plan_evaluation(find_run(run_id), "other")
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        run.status, run.artifacts = "done", {"model": str(local_db.data_dir / "missing.keras")}
+    run = find_run(run_id)
+    with pytest.raises(InputError, match="only --part test"):
+        plan_evaluation(run, "ffpp", "all")
+    with pytest.raises(InputError, match="no dataset 'nope'"):
+        plan_evaluation(run, "nope")
+    with pytest.raises(InputError, match="--part must be one of"):
+        plan_evaluation(run, "other", "half")
+    evaluation_id, warnings = plan_evaluation(run, "other")
+    assert "margin 0.3 vs 0.5" in warnings[0]
+    with pytest.raises(Exception):
+        execute_evaluation(evaluation_id)  # no model file: recorded as failed, so waiting ends
+    with session_scope() as session:
+        evaluation = session.get(Evaluation, evaluation_id)
+        assert (evaluation.status, evaluation.part) == ("failed", "all") and evaluation.error

@@ -13,8 +13,8 @@ from shared.errors import InputError
 from shared.labels import DONE, RUN_DONE, RUN_FINISHED, RUN_QUEUED
 from workers.celery_app import EVALUATE_TASK, app
 from workers.planning.waiting import poll_until
+from workers.training.cross_eval import PART_ALL, PART_TEST
 
-PART_TEST, PART_ALL = "test", "all"
 PARTS = (PART_TEST, PART_ALL)
 
 

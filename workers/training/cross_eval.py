@@ -14,7 +14,7 @@ from shared.labels import DONE, RUN_DONE, RUN_FAILED, RUN_RUNNING
 from shared.process import process_name
 from shared.settings import get_settings
 
-PART_TEST, PART_ALL = "test", "all"
+PART_TEST, PART_ALL = "test", "all"  # the run's held-out test crops of the dataset, or all of them
 
 
 def roc_file_name(dataset: str) -> str:
@@ -41,11 +41,8 @@ def evaluation_crops(run_id: str, dataset_id: int, part: str) -> dict[str, list]
 
 def execute_evaluation(evaluation_id: int) -> dict:
     """Score the evaluation's crops with its run's model, record metrics, write ``roc_<dataset>.png``
-    and ``evaluation_<dataset>_<part>.json`` in the run's folder. A failure is recorded, then raised."""
-    from workers.training.evaluate import compute_metrics
-    from workers.training.fit import load_model, predict_probabilities
-    from workers.training.plots import plot_roc
-
+    and ``evaluation_<dataset>_<part>.json`` in the run's folder. Any failure (TensorFlow included)
+    is recorded, then raised: the command waiting on the record must see it end."""
     with session_scope() as session:
         evaluation = session.get(Evaluation, evaluation_id)
         if evaluation is None:
@@ -58,6 +55,10 @@ def execute_evaluation(evaluation_id: int) -> dict:
         run_id, dataset_id, part = evaluation.run_id, evaluation.dataset_id, evaluation.part
         config, artifacts, run_metrics = dict(run.config), dict(run.artifacts or {}), dict(run.metrics or {})
     try:
+        from workers.training.evaluate import compute_metrics
+        from workers.training.fit import load_model, predict_probabilities
+        from workers.training.plots import plot_roc
+
         crops = evaluation_crops(run_id, dataset_id, part)
         model = load_model(artifacts["model"])
         probabilities = predict_probabilities(model, crops["paths"], batch_size=config.get("batch_size", 32))
