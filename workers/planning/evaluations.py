@@ -76,7 +76,7 @@ def plan_evaluation(run: Run, dataset: str, part: str | None = None) -> tuple[in
         evaluation_id = evaluation.id
     changed = params_mismatch(run, dataset_params)
     warnings = [f"dataset {dataset!r} was ingested with other parameters than run {run.id}'s training data "
-                f"({', '.join(changed)}): the scores mix the model with a change of preprocessing"] if changed else []
+                f"({', '.join(changed)}): the scores measure the model on crops cut another way"] if changed else []
     return evaluation_id, warnings
 
 
