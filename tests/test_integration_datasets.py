@@ -1,6 +1,6 @@
-"""Several dataset layouts in one PostgreSQL database, on real workers (Redis broker): ingest each
-with the field's sampling and alignment, list them, train on FF++'s official split, evaluate the
-model on another dataset, and read the result back in `report`, `runs` and `export`."""
+"""Every dataset layout in one PostgreSQL database, on real workers (Redis broker): ingest each with
+the field's sampling and alignment, list them, train on FF++'s official split, evaluate the model on
+Celeb-DF (the field's cross-dataset recipe), and read the result back in `report`, `runs`, `export`."""
 
 import csv
 import io
@@ -27,10 +27,11 @@ def one_line_error(result, *needles):
 
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory):
-    from shared.sample_data import make_dfdc_sample, make_ffpp_sample, make_folders_sample
+    from shared.sample_data import make_dfdc_sample, make_ffpp_sample, make_folders_sample, make_sample_dataset
 
     root = tmp_path_factory.mktemp("layouts")
     return {
+        "celebdf": make_sample_dataset(root / "Celeb-DF-v2", reals_per_folder=2, fakes=2, seconds=2.0),
         "ffpp": make_ffpp_sample(root / "ffpp", originals=4, methods=("Deepfakes",), actors=0, seconds=1.0),
         "dfdc": make_dfdc_sample(root / "dfdc", parts=1, originals_per_part=2, fakes_per_original=1,
                                  test_videos=2, seconds=1.0),
@@ -46,18 +47,22 @@ def test_formats_ingest_train_on_one_evaluate_on_another(layouts, tmp_path, pg_u
         ffpp = run_cli_json(["ingest", layouts["ffpp"]["root"], *INGEST], env)
         dfdc = run_cli_json(["ingest", layouts["dfdc"]["root"], "--format", "dfdc", "--name", "dfdc-a", *INGEST], env)
         folders = run_cli_json(["ingest", layouts["folders"]["root"], *INGEST], env)
+        celebdf = run_cli_json(["ingest", layouts["celebdf"]["root"], "--name", "celebdf", *INGEST], env)
     assert (ffpp["format"], ffpp["format_detected"], ffpp["name"]) == ("ffpp", True, "ffpp")
     assert (dfdc["format"], dfdc["format_detected"], dfdc["name"]) == ("dfdc", False, "dfdc-a")
     assert folders["format"] == "folders" and not folders["status"]["failures"]
+    assert celebdf["format"] == "celebdf" and not celebdf["status"]["failures"]
     # The same folder under another name, or another folder under a taken name: refused, nothing changes.
     one_line_error(run_cli(["ingest", layouts["dfdc"]["root"], "--name", "other"], env), "already dataset 'dfdc-a'")
     one_line_error(run_cli(["ingest", layouts["folders"]["root"], "--frames", "5"], env), "other parameters")
 
     datasets = {d["name"]: d for d in run_cli_json(["datasets"], env)}
-    assert list(datasets) == ["ffpp", "dfdc-a", "folders"]
+    assert list(datasets) == ["ffpp", "dfdc-a", "folders", "celebdf"]
     assert datasets["ffpp"]["by_label"] == {"real": 4, "fake": 4} and datasets["ffpp"]["official_test_videos"] == 4
     assert datasets["dfdc-a"]["by_label"] == {"real": 3, "fake": 3} and datasets["dfdc-a"]["official_test_videos"] == 2
     assert datasets["folders"]["by_label"] == {"real": 3, "fake": 2} and datasets["folders"]["official_test_videos"] == 0
+    assert datasets["celebdf"]["by_label"] == {"real": 4, "fake": 2}
+    assert datasets["celebdf"]["official_test_videos"] == len(layouts["celebdf"]["test_list"])
     for d in datasets.values():
         assert d["crops"] > 0 and d["params"]["frames"] == 3 and d["params"]["align"] is True
         assert d["videos"] == sum(d["by_label"].values())
@@ -86,20 +91,20 @@ def test_formats_ingest_train_on_one_evaluate_on_another(layouts, tmp_path, pg_u
                        "only --part test")
         one_line_error(run_cli(["evaluate", "--dataset", "nowhere"], env), "no dataset 'nowhere'")
         one_line_error(run_cli(["evaluate", "no-such-run", "--dataset", "dfdc-a"], env), "no run 'no-such-run'")
-        evaluation = run_cli_json(["evaluate", report["run_id"], "--dataset", "dfdc-a", "--wait"], env)
+        evaluation = run_cli_json(["evaluate", report["run_id"], "--dataset", "celebdf", "--wait"], env)
         assert "train.evaluate" in gpu.log()
 
     assert evaluation["status"] == "done", evaluation["error"]
-    assert (evaluation["run_id"], evaluation["dataset"], evaluation["part"]) == (report["run_id"], "dfdc-a", "all")
-    assert evaluation["crops"] == datasets["dfdc-a"]["crops"] and evaluation["videos"] >= 5
+    assert (evaluation["run_id"], evaluation["dataset"], evaluation["part"]) == (report["run_id"], "celebdf", "all")
+    assert evaluation["crops"] == datasets["celebdf"]["crops"] and evaluation["videos"] >= 5
     assert set(report["metrics"]) <= set(evaluation["metrics"]) | {"train_images_per_s", "best_epoch", "epochs_run"}
     assert evaluation["metrics"]["n_videos"] == evaluation["videos"]
-    roc = data_dir / "runs" / report["run_id"] / "roc_dfdc-a.png"
+    roc = data_dir / "runs" / report["run_id"] / "roc_celebdf.png"
     assert Path(evaluation["roc"]) == roc and roc.read_bytes()[:4] == b"\x89PNG"
 
     again = run_cli_json(["report", report["run_id"]], env)
     assert again["evaluations"] == [evaluation]
     (row,) = run_cli_json(["runs"], env)
     assert row["evaluations"] == [evaluation]
-    assert "dfdc-a(all) v_auc" in run_cli(["runs"], env).stdout
-    assert "on dfdc-a (all" in run_cli(["report"], env).stdout
+    assert "celebdf(all) v_auc" in run_cli(["runs"], env).stdout
+    assert "on celebdf (all" in run_cli(["report"], env).stdout
