@@ -1,4 +1,5 @@
-"""The database: datasets, their videos, the face crops found in them, training runs."""
+"""The database: datasets, their videos, the face crops found in them, training runs and their
+evaluations on other datasets."""
 
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ class Dataset(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     root: Mapped[str] = mapped_column(String(1024), unique=True)
+    # What commands call it (`--dataset NAME`): the folder's name unless `ingest --name` said otherwise.
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    format: Mapped[str] = mapped_column(String(16), default="celebdf")  # celebdf|ffpp|dfdc|folders
+    # How its crops were made (workers.ingest.IngestParams, the latest ingest's): runs and predict reuse it.
+    params: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # What its reader was told (FF++ compression, splits folder): a later ingest reads it the same way.
+    scan_options: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     videos: Mapped[list["Video"]] = relationship(back_populates="dataset")
@@ -48,17 +56,19 @@ class Video(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
     rel_path: Mapped[str] = mapped_column(String(512))  # e.g. "Celeb-real/id0_0000.mp4"
-    folder: Mapped[str] = mapped_column(String(64))
+    folder: Mapped[str] = mapped_column(String(512))
     label: Mapped[int] = mapped_column(Integer)  # 0 real, 1 fake
     # Identity of the person in the source footage ("id0"); None for YouTube-real.
-    source_identity: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    source_identity: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # Identity whose face was swapped in (fakes only).
-    target_identity: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    target_identity: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # For a fake, the real video it was made from ("Celeb-real/id0_0000.mp4").
     source_video: Mapped[str | None] = mapped_column(String(512), nullable=True)
     # Videos sharing a group never sit on both sides of a split.
-    group_key: Mapped[str] = mapped_column(String(128))
+    group_key: Mapped[str] = mapped_column(String(512))
     official_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The manipulation method of an FF++ fake ("Deepfakes", "Face2Face", ...); None elsewhere.
+    method: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     status: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -99,6 +109,17 @@ class Crop(Base):
     h: Mapped[int] = mapped_column(Integer)
     confidence: Mapped[float] = mapped_column(Float)
     crop_path: Mapped[str] = mapped_column(String(1024))  # relative to DATA_DIR
+    # MTCNN's five landmarks in original frame pixels (None when the detector gave none).
+    left_eye_x: Mapped[float | None] = mapped_column(Float, nullable=True)
+    left_eye_y: Mapped[float | None] = mapped_column(Float, nullable=True)
+    right_eye_x: Mapped[float | None] = mapped_column(Float, nullable=True)
+    right_eye_y: Mapped[float | None] = mapped_column(Float, nullable=True)
+    nose_x: Mapped[float | None] = mapped_column(Float, nullable=True)
+    nose_y: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mouth_left_x: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mouth_left_y: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mouth_right_x: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mouth_right_y: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     video: Mapped[Video] = relationship(back_populates="crops")
 
@@ -151,3 +172,26 @@ class SplitMember(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     crop_id: Mapped[int] = mapped_column(ForeignKey("crops.id", ondelete="CASCADE"), primary_key=True)
     part: Mapped[str] = mapped_column(String(8))
+
+
+class Evaluation(Base):
+    """A run's model scored on one dataset's crops (`orchestrator evaluate`): one row per
+    (run, dataset, part), replaced when evaluated again."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (UniqueConstraint("run_id", "dataset_id", "part", name="uq_evaluations_run_dataset_part"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    part: Mapped[str] = mapped_column(String(8))  # test|all
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    videos: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    crops: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    artifacts: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -65,21 +65,86 @@ def check_imagenet_weights(backbone: str) -> None:
         raise InputError(str(exc)) from None
 
 
+def ingest_params(*, every: float | None = None, frames: int | None = None, min_confidence: float | None = None,
+                  margin: float | None = None, size: int | None = None, largest_face: bool = False,
+                  align: bool = False, workers: int = 1):
+    """The checked IngestParams of the command's options (settings for what is not given)."""
+    from workers.ingest import IngestParams
+
+    if frames is not None and every is not None:
+        raise InputError("--frames and --every are exclusive: N frames over the whole video, or one every S seconds")
+    if frames is not None and frames < 1:
+        raise InputError(f"--frames must be at least 1, got {frames}")
+    params = IngestParams.from_settings(every_s=every, frames=frames, min_confidence=min_confidence, margin=margin,
+                                        size=size, largest_face=largest_face or None, align=align or None)
+    check_ingest_params(params, workers)
+    return params
+
+
+def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | None = None,
+                        splits: str | None = None):
+    """(scan, scan options to record). What an earlier ingest of the folder was told (FF++
+    compression and splits folder) holds unless given again."""
+    from workers.datasets import FORMATS, read_dataset
+    from workers.planning.ingest import recorded_dataset
+
+    fmt = (fmt or "auto").lower()
+    if fmt not in ("auto", *FORMATS):
+        raise InputError(f"unknown --format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
+    recorded = recorded_dataset(dataset) if _database_exists() else None
+    options = dict((recorded or {}).get("scan_options") or {})
+    if fmt == "auto" and recorded:
+        fmt = recorded["format"]
+    if compression is not None:
+        options["compression"] = compression
+    if splits is not None:
+        options["splits"] = str(Path(splits).expanduser().resolve())
+    scan = read_dataset(dataset, fmt, compression=options.get("compression", "c23"), splits_dir=options.get("splits"))
+    if scan.format != "ffpp":
+        given = [flag for flag, value in (("--compression", compression), ("--splits", splits)) if value is not None]
+        if given:
+            raise InputError(f"{' and '.join(given)} only apply to --format ffpp; {dataset} is {scan.format}")
+        options = {}
+    else:
+        options.setdefault("compression", "c23")
+    return scan, options
+
+
+def _database_exists() -> bool:
+    """False for a fresh embedded DATA_DIR (no file yet): nothing is recorded, and nothing is created
+    before the input is known to be good."""
+    settings = get_settings()
+    if not settings.database_url.startswith("sqlite"):
+        from db.migrate import upgrade_schema
+
+        upgrade_schema()
+        return True
+    path = settings.database_url.split("///", 1)[-1]
+    if path in ("", ":memory:") or not Path(path).is_file():
+        return False
+    from db.migrate import upgrade_schema
+
+    upgrade_schema()
+    return True
+
+
 def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_confidence: float | None = None,
                margin: float | None = None, size: int | None = None, retry_failed: bool = False,
-               wait: bool = False, progress: bool = True, then_train: dict | None = None) -> dict:
-    """Scan, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
+               wait: bool = False, progress: bool = True, then_train: dict | None = None, fmt: str = "auto",
+               name: str | None = None, compression: str | None = None, splits: str | None = None,
+               frames: int | None = None, largest_face: bool = False, align: bool = False) -> dict:
+    """Read the dataset's layout, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
     from db.migrate import upgrade_schema
-    from workers.ingest import IngestParams
     from workers.planning.ingest import dataset_counts, enqueue_videos, queued_video_ids, register_videos
     from workers.planning.ingest import lost_pending_videos, unfinished_count, wait_until_finished
-    from workers.planning.scan import scan_dataset
     from workers.planning.status import ingest_status
 
     settings = get_settings()
-    params = IngestParams.from_settings(every_s=every, min_confidence=min_confidence, margin=margin, size=size)
-    check_ingest_params(params, workers)
-    scan = scan_dataset(dataset)
+    params = ingest_params(every=every, frames=frames, min_confidence=min_confidence, margin=margin, size=size,
+                           largest_face=largest_face, align=align, workers=workers)
+    if name is not None and not name.strip():
+        raise InputError("--name must not be empty")
+    scan, scan_options = read_dataset_folder(dataset, fmt, compression=compression, splits=splits)
     follow = settings.embedded or wait
     if settings.embedded:
         purge_embedded_queue()  # before the local workers start reading the queue
@@ -89,7 +154,8 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
     with local_worker_when_embedded("cpu", workers, "ingest", announce=progress) as worker:
         upgrade_schema()
         plan = register_videos(scan, params.as_dict(), retry_failed=retry_failed, embedded=settings.embedded,
-                               then_train=then_train is not None, train_options=then_train, queued=queued)
+                               then_train=then_train is not None, train_options=then_train, queued=queued,
+                               name=name.strip() if name else None, scan_options=scan_options or None)
         enqueued = enqueue_videos(plan.ingest_id, plan.to_enqueue, params.as_dict())
         if follow and not settings.embedded and progress:
             say_what_we_wait_for(dataset_counts(plan.dataset_id), queued, enqueued)
@@ -118,6 +184,9 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
     return {
         "training": training,
         "dataset": str(scan.root),
+        "name": plan.dataset_name,
+        "format": scan.format,
+        "format_detected": (fmt or "auto").lower() == "auto",
         "ingest_id": plan.ingest_id,
         "mode": "embedded" if settings.embedded else "distributed",
         "new_videos": plan.new_videos,
@@ -182,8 +251,9 @@ def recorded_run(run_id: str, timeout_s: float = 60.0):
             time.sleep(0.2)
 
 
-def run_training(options: dict, *, wait: bool, progress: bool) -> dict:
-    """Plan the run, dispatch it to the gpu queue, and (embedded mode, or --wait) follow it."""
+def run_training(options: dict, *, wait: bool, progress: bool, datasets: list[str] | None = None) -> dict:
+    """Plan the run (on ``datasets``, default every one), dispatch it to the gpu queue, and
+    (embedded mode, or --wait) follow it."""
     from db.migrate import upgrade_schema
     from workers.planning.runs import dispatch_run, find_run, plan_run, run_report
 
@@ -191,7 +261,7 @@ def run_training(options: dict, *, wait: bool, progress: bool) -> dict:
     check_train_options(options)
     if get_settings().embedded:
         ensure_broker_dirs()
-    run_id, _ = plan_run(options)
+    run_id, _ = plan_run(options, datasets=datasets)
     dispatch_run(run_id, find_run(run_id).config)
     if get_settings().embedded or wait:
         follow_run(run_id, progress=progress)
@@ -222,6 +292,27 @@ def follow_run(run_id: str, *, progress: bool) -> None:
             closing(TrainingProgress(progress)) as bar:
         wait_for_run(run_id, on_tick=bar, check=worker.check_alive if worker else None,
                      on_db_retry=warn_database_unreachable)
+
+
+def run_evaluation(run_id: str | None, dataset: str, part: str | None, *, wait: bool) -> dict:
+    """Record the evaluation of a run (default: the latest finished one) on a dataset, dispatch it
+    to the gpu queue, and (embedded mode, or --wait) follow it to its end."""
+    from db.migrate import upgrade_schema
+    from workers.planning.evaluations import (dispatch_evaluation, evaluation_report, plan_evaluation,
+                                              wait_for_evaluation)
+    from workers.planning.runs import find_run
+
+    if not dataset:
+        raise InputError("--dataset NAME is required: `orchestrator datasets` lists them")
+    upgrade_schema()
+    run = find_run(run_id, finished=not run_id)
+    evaluation_id, warnings = plan_evaluation(run, dataset, part)
+    dispatch_evaluation(evaluation_id, summary=f"run {run.id} on {dataset}")
+    if get_settings().embedded or wait:
+        with local_worker_when_embedded("gpu", 1, "evaluate", max_tasks_per_child=1, threads=0) as worker:
+            wait_for_evaluation(evaluation_id, check=worker.check_alive if worker else None,
+                                on_db_retry=warn_database_unreachable)
+    return {**evaluation_report(evaluation_id), "warnings": warnings}
 
 
 def finished_run(run_id: str | None, doing: str):

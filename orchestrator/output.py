@@ -91,6 +91,8 @@ def format_report(report: dict) -> str:
         f"shared by training and test" + ("  (THIS SPLIT LEAKS: scores are optimistic)" if s.get("leaks") else ""),
     ]
     if report["status"] == RUN_DONE:
+        if c.get("datasets"):
+            lines.insert(1, f"datasets: {', '.join(c['datasets'])}")
         warnings = m.get("warnings") or []
         lines += [f"WARNING: {w}" for w in warnings]
         lines += [
@@ -109,6 +111,7 @@ def format_report(report: dict) -> str:
         if report["artifacts"].get("report_html"):
             lines.append(f"report: {report['artifacts']['report_html']}   "
                          f"tensorboard --logdir {Path(report['artifacts']['dir']).parent}")
+        lines += [format_evaluation(e, short=True) for e in report.get("evaluations", [])]
     elif report.get("error"):
         lines.append(f"error: {report['error']}")
     return "\n".join(lines)
@@ -126,9 +129,13 @@ def format_runs(rows: list[dict]) -> str:
     for r in rows:
         split = r["split"] + ("*" if r["leaks"] else "")
         status = r["status"] + ("!" if r.get("warnings") else "")
-        lines.append(f"{r['run_id']:<22} {status:<8} {r['backbone']:<15} {split:<9} {r['epochs']:>3} "
-                     f"{num(r['accuracy'])} {num(r['auc'])} {num(r['eer'])} {num(r['video_auc'])} "
-                     f"{num(r['video_accuracy'])}")
+        line = (f"{r['run_id']:<22} {status:<8} {r['backbone']:<15} {split:<9} {r['epochs']:>3} "
+                f"{num(r['accuracy'])} {num(r['auc'])} {num(r['eer'])} {num(r['video_auc'])} "
+                f"{num(r['video_accuracy'])}")
+        # Cross-dataset video AUC beside the run's own: "  celebdf(all) v_auc 0.612".
+        for e in r.get("evaluations") or []:
+            line += f"  {e['dataset']}({e['part']}) v_auc {num((e['metrics'] or {}).get('video_auc')).strip()}"
+        lines.append(line)
     if any(r["leaks"] for r in rows):
         lines.append("* the split leaks (videos or identities on both sides): its scores are optimistic")
     if any(r.get("warnings") for r in rows):
@@ -165,6 +172,8 @@ def format_ingest(result: dict) -> str:
     videos = status["videos"]
     by = videos["by_status"]
     lines = [
+        f"dataset {result['name']!r}: {result['format']} layout"
+        + (" (recognised; --format to choose)" if result.get("format_detected") else ""),
         f"{result['dataset']}: {videos['total']} videos ({videos['by_label']['real']} real, "
         f"{videos['by_label']['fake']} fake), {result['new_videos']} new, {result['enqueued']} "
         f"{'processed now' if result['followed'] else 'enqueued'}",
@@ -181,3 +190,37 @@ def format_ingest(result: dict) -> str:
     if training:
         lines.append(format_report(training["report"]) if training.get("report") else training["note"])
     return "\n".join(lines)
+
+
+def format_datasets(rows: list[dict]) -> str:
+    if not rows:
+        return "no dataset yet: `orchestrator ingest PATH` records one"
+    lines = [f"{'name':<20} {'format':<8} {'videos':>6} {'real':>5} {'fake':>5} {'test':>5} {'crops':>6}  sampling  root"]
+    for r in rows:
+        params = r["params"] or {}
+        sampling = (f"{params['frames']} frames" if params.get("frames") else
+                    f"every {params.get('every_s')} s" if params else "-")
+        if params.get("align"):
+            sampling += ", aligned"
+        lines.append(f"{r['name']:<20} {r['format']:<8} {r['videos']:>6} {r['by_label']['real']:>5} "
+                     f"{r['by_label']['fake']:>5} {r['official_test_videos']:>5} {r['crops']:>6}  {sampling}  {r['root']}")
+    return "\n".join(lines)
+
+
+def format_evaluation(evaluation: dict, short: bool = False) -> str:
+    m = evaluation.get("metrics") or {}
+
+    def num(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    head = f"on {evaluation['dataset']} ({evaluation['part']}, {evaluation['videos']} videos, {evaluation['crops']} crops)"
+    if evaluation["status"] != "done":
+        return f"{head}: {evaluation['status']}" + (f": {evaluation['error']}" if evaluation.get("error") else "")
+    line = (f"{head}: video auc {num(m.get('video_auc'))}  crop auc {num(m.get('auc'))}  "
+            f"eer {num(m.get('eer'))}  video accuracy {num(m.get('video_accuracy'))}")
+    if short:
+        return line
+    return "\n".join([f"run {evaluation['run_id']} " + line,
+                      f"crops: accuracy {num(m.get('accuracy'))}  ap {num(m.get('ap'))}  loss {num(m.get('loss'))}  "
+                      f"confusion matrix [[tn, fp], [fn, tp]]: {m.get('confusion_matrix')}",
+                      f"plot: {evaluation.get('roc')}"])

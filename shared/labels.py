@@ -16,6 +16,10 @@ TEST_LIST_LABELS = {"1": REAL, "0": FAKE}
 
 VIDEO_SUFFIX = ".mp4"
 
+# MTCNN's five landmarks as database and export columns (x, y each, original frame pixels).
+LANDMARK_POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+LANDMARK_COLUMNS = tuple(f"{point}_{axis}" for point in LANDMARK_POINTS for axis in ("x", "y"))
+
 # Outcome of ingesting one video.
 PENDING = "pending"
 RUNNING = "running"

@@ -19,6 +19,7 @@ nothing is downloaded at run time and the same seed gives the same files.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -450,3 +451,252 @@ def _write_video(path: Path, frames: Iterable[np.ndarray], fps: float, size: tup
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
+
+
+# --- Other datasets' layouts (FaceForensics++, DFDC, real/fake folders), for workers/datasets.py ----
+# Small and made on the spot like the Celeb-DF look-alike above: the same faces, backgrounds, motion
+# and blended fakes, only named and listed as those datasets name and list them.
+
+FFPP_SPLIT_NAMES = ("train", "val", "test")
+
+
+def _write_layout_video(root: Path, rel: str, face: FaceImage, donor: FaceImage | None, *, fake: bool,
+                        seconds: float, fps: float, size: tuple[int, int], seed: int, footage_rel: str) -> None:
+    """One video of a layout: ``face`` on the background and motion keyed by ``footage_rel`` (a fake
+    and the real video it is made from share it); a fake blends ``donor`` (None: the same face,
+    transformed) into the face box."""
+    frame_count = max(1, round(seconds * fps))
+    plan = _plan_video(face, size, seed, footage_rel)
+    if fake:
+        fake_plan = _plan_fake(plan, donor, seed, rel)
+        frames = (_render_fake_frame(fake_plan, i / fps)[0] for i in range(frame_count))
+    else:
+        frames = (_render_real_frame(plan, i / fps)[0] for i in range(frame_count))
+    _write_video(root / rel, frames, fps, size)
+
+
+def make_ffpp_sample(
+    dest: Path | str,
+    *,
+    originals: int = 6,
+    methods: tuple[str, ...] = ("Deepfakes", "FaceSwap"),
+    compression: str = "c23",
+    actors: int = 2,
+    seconds: float = 1.0,
+    fps: float = 10.0,
+    size: tuple[int, int] = (320, 180),
+    seed: int = 0,
+) -> dict:
+    """Write a small FaceForensics++-shaped dataset into dest; return a summary dict.
+
+    - ``original_sequences/youtube/<c>/videos/000.mp4 ...``: ``originals`` (even) real videos, in pairs
+      (000, 001), (002, 003), ...
+    - ``manipulated_sequences/<Method>/<c>/videos/TTT_SSS.mp4``: for every pair and method both fakes
+      (TTT's footage with SSS's face, and the other way round).
+    - with ``actors`` >= 2: ``original_sequences/actors/<c>/videos/NN__talking_still.mp4`` and
+      DeepFakeDetection fakes ``manipulated_sequences/DeepFakeDetection/<c>/videos/NN_MM__talking_still__<ID>.mp4``
+      (actor NN's footage with MM's face) for consecutive actors.
+    - ``splits/train.json``, ``val.json``, ``test.json``: the pairs, as FF++ publishes them; the last pair
+      is the test set, the one before it (with three pairs or more) the validation set.
+
+    ``{"root", "videos": {folder: [rel, ...]}, "splits": {"train": [[a, b], ...], ...},
+    "test_videos": [rel, ...], "compression"}``; paths relative to dest.
+    """
+    if originals < 2 or originals % 2:
+        raise ValueError("originals must be an even number, at least 2")
+    root = Path(dest)
+    root.mkdir(parents=True, exist_ok=True)
+    faces = load_face_images()
+    options = dict(seconds=seconds, fps=fps, size=size, seed=seed)
+    names = [f"{k:03d}" for k in range(originals)]
+    face_of = {name: faces[k % len(faces)] for k, name in enumerate(names)}
+    pairs = [[names[k], names[k + 1]] for k in range(0, originals, 2)]
+
+    youtube = f"original_sequences/youtube/{compression}/videos"
+    videos: dict[str, list[str]] = {youtube: []}
+    for name in names:
+        rel = f"{youtube}/{name}.mp4"
+        _write_layout_video(root, rel, face_of[name], None, fake=False, footage_rel=rel, **options)
+        videos[youtube].append(rel)
+    for method in methods:
+        folder = f"manipulated_sequences/{method}/{compression}/videos"
+        videos[folder] = []
+        for a, b in pairs:
+            for target, source in ((a, b), (b, a)):
+                rel = f"{folder}/{target}_{source}.mp4"
+                _write_layout_video(root, rel, face_of[target], face_of[source], fake=True,
+                                    footage_rel=f"{youtube}/{target}.mp4", **options)
+                videos[folder].append(rel)
+
+    if actors >= 2:
+        actor_folder = f"original_sequences/actors/{compression}/videos"
+        dfd_folder = f"manipulated_sequences/DeepFakeDetection/{compression}/videos"
+        videos[actor_folder], videos[dfd_folder] = [], []
+        actor_ids = [f"{k + 1:02d}" for k in range(actors)]
+        actor_face = {a: faces[(originals + k) % len(faces)] for k, a in enumerate(actor_ids)}
+        for actor in actor_ids:
+            rel = f"{actor_folder}/{actor}__talking_still.mp4"
+            _write_layout_video(root, rel, actor_face[actor], None, fake=False, footage_rel=rel, **options)
+            videos[actor_folder].append(rel)
+        rng = np.random.default_rng([seed, zlib.crc32(b"dfd")])
+        for first, second in zip(actor_ids, actor_ids[1:]):
+            tag = "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"), 8))
+            rel = f"{dfd_folder}/{first}_{second}__talking_still__{tag}.mp4"
+            _write_layout_video(root, rel, actor_face[first], actor_face[second], fake=True,
+                                footage_rel=f"{actor_folder}/{first}__talking_still.mp4", **options)
+            videos[dfd_folder].append(rel)
+
+    splits = {"test": pairs[-1:], "val": pairs[-2:-1] if len(pairs) >= 3 else [],
+              "train": pairs[:-2] if len(pairs) >= 3 else pairs[:-1]}
+    (root / "splits").mkdir(exist_ok=True)
+    for split in FFPP_SPLIT_NAMES:
+        (root / "splits" / f"{split}.json").write_text(json.dumps(splits[split]))
+    test_stems = {s for a, b in splits["test"] for s in (a, b, f"{a}_{b}", f"{b}_{a}")}
+    test_videos = [rel for folder, rels in videos.items()
+                   if folder.startswith(("original_sequences/youtube", "manipulated_sequences"))
+                   and "DeepFakeDetection" not in folder
+                   for rel in rels if Path(rel).stem in test_stems]
+    return {"root": str(root), "videos": videos, "splits": splits, "test_videos": test_videos,
+            "compression": compression}
+
+
+def _dfdc_name(rng: np.random.Generator) -> str:
+    return "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 10)) + ".mp4"
+
+
+def make_dfdc_sample(
+    dest: Path | str,
+    *,
+    parts: int = 2,
+    originals_per_part: int = 2,
+    fakes_per_original: int = 2,
+    test_videos: int = 3,
+    seconds: float = 1.0,
+    fps: float = 10.0,
+    size: tuple[int, int] = (320, 180),
+    seed: int = 0,
+) -> dict:
+    """Write a small DFDC-shaped dataset into dest; return a summary dict.
+
+    - ``dfdc_train_part_K/``: ``originals_per_part`` real videos and ``fakes_per_original`` fakes of each
+      (the original's footage with another identity's face), random 10-letter names, and
+      ``metadata.json``: ``{"abc.mp4": {"label": "FAKE", "split": "train", "original": "xyz.mp4"}}``
+      (reals have no ``original``).
+    - ``test_videos/``: ``test_videos`` videos (reals and fakes alternating) and ``labels.csv``
+      (``filename,label``, 1 = fake), as the public test set ships.
+
+    ``{"root", "videos": {rel: label}, "originals": {fake rel: original rel}, "test_videos": [rel, ...]}``.
+    """
+    root = Path(dest)
+    root.mkdir(parents=True, exist_ok=True)
+    faces = load_face_images()
+    rng = np.random.default_rng([seed, zlib.crc32(b"dfdc")])
+    options = dict(seconds=seconds, fps=fps, size=size, seed=seed)
+    labels: dict[str, int] = {}
+    originals: dict[str, str] = {}
+    face_index = 0
+    for part in range(parts):
+        folder = f"dfdc_train_part_{part}"
+        metadata: dict[str, dict] = {}
+        for _ in range(originals_per_part):
+            name = _dfdc_name(rng)
+            face = faces[face_index % len(faces)]
+            face_index += 1
+            rel = f"{folder}/{name}"
+            _write_layout_video(root, rel, face, None, fake=False, footage_rel=rel, **options)
+            metadata[name] = {"label": "REAL", "split": "train"}
+            labels[rel] = 0
+            for k in range(fakes_per_original):
+                fake_name = _dfdc_name(rng)
+                donor = faces[(face_index + k) % len(faces)]
+                fake_rel = f"{folder}/{fake_name}"
+                _write_layout_video(root, fake_rel, face, donor, fake=True, footage_rel=rel, **options)
+                metadata[fake_name] = {"label": "FAKE", "split": "train", "original": name}
+                labels[fake_rel] = 1
+                originals[fake_rel] = rel
+        (root / folder / "metadata.json").write_text(json.dumps(metadata, indent=1))
+
+    test_rels = []
+    lines = ["filename,label"]
+    for k in range(test_videos):
+        name = _dfdc_name(rng)
+        rel = f"test_videos/{name}"
+        face = faces[(face_index + k) % len(faces)]
+        fake = k % 2 == 1
+        _write_layout_video(root, rel, face, faces[(face_index + k + 1) % len(faces)] if fake else None,
+                            fake=fake, footage_rel=rel, **options)
+        lines.append(f"{name},{int(fake)}")
+        labels[rel] = int(fake)
+        test_rels.append(rel)
+    if test_videos:
+        (root / "test_videos" / "labels.csv").write_text("\n".join(lines) + "\n")
+    return {"root": str(root), "videos": labels, "originals": originals, "test_videos": test_rels}
+
+
+def make_folders_sample(
+    dest: Path | str,
+    *,
+    people: int = 3,
+    seconds: float = 1.0,
+    fps: float = 10.0,
+    size: tuple[int, int] = (320, 180),
+    seed: int = 0,
+) -> dict:
+    """Write ``real/`` and ``fake/`` folders into dest, with a ``groups.csv``; return a summary dict.
+
+    For every person k: ``real/person{k}.mp4`` and ``fake/swapped/person{k}_swap.mp4`` (that footage with
+    the next person's face), both in group ``person{k}`` of ``groups.csv`` (``video,group``); plus
+    ``real/extra.mp4``, a video that no line names (its own group).
+
+    ``{"root", "videos": {rel: label}, "groups": {rel: group}}``.
+    """
+    root = Path(dest)
+    root.mkdir(parents=True, exist_ok=True)
+    faces = load_face_images()
+    options = dict(seconds=seconds, fps=fps, size=size, seed=seed)
+    labels: dict[str, int] = {}
+    groups: dict[str, str] = {}
+    for k in range(people):
+        real = f"real/person{k}.mp4"
+        fake = f"fake/swapped/person{k}_swap.mp4"
+        _write_layout_video(root, real, faces[k % len(faces)], None, fake=False, footage_rel=real, **options)
+        _write_layout_video(root, fake, faces[k % len(faces)], faces[(k + 1) % len(faces)], fake=True,
+                            footage_rel=real, **options)
+        labels[real], labels[fake] = 0, 1
+        groups[real] = groups[fake] = f"person{k}"
+    extra = "real/extra.mp4"
+    _write_layout_video(root, extra, faces[people % len(faces)], None, fake=False, footage_rel=extra, **options)
+    labels[extra] = 0
+    (root / "groups.csv").write_text("video,group\n" + "".join(f"{rel},{group}\n" for rel, group in groups.items()))
+    return {"root": str(root), "videos": labels, "groups": groups}
+
+
+SAMPLE_FORMATS = ("celebdf", "ffpp", "dfdc", "folders")
+
+
+def make_sample(dest: Path | str, format: str = "celebdf", *, reals_per_folder: int = 3, fakes: int = 4,
+                seconds: float | None = None, seed: int = 0) -> dict:
+    """A sample dataset in one of ``SAMPLE_FORMATS`` (``sample-data --format``): the writer's summary
+    plus ``"format"`` and ``"counts"``: ``{"real", "fake", "official_test"}`` videos."""
+    if format == "celebdf":
+        summary = make_sample_dataset(dest, reals_per_folder=reals_per_folder, fakes=fakes,
+                                      seconds=seconds or 7.0, seed=seed)
+        real = len(summary["videos"]["Celeb-real"]) + len(summary["videos"]["YouTube-real"])
+        counts = {"real": real, "fake": len(summary["videos"]["Celeb-synthesis"]),
+                  "official_test": len(summary["test_list"])}
+    elif format == "ffpp":
+        summary = make_ffpp_sample(dest, seconds=seconds or 1.0, seed=seed)
+        fake = sum(len(rels) for folder, rels in summary["videos"].items() if folder.startswith("manipulated"))
+        real = sum(len(rels) for folder, rels in summary["videos"].items() if folder.startswith("original"))
+        counts = {"real": real, "fake": fake, "official_test": len(summary["test_videos"])}
+    elif format == "dfdc":
+        summary = make_dfdc_sample(dest, seconds=seconds or 1.0, seed=seed)
+        fake = sum(summary["videos"].values())
+        counts = {"real": len(summary["videos"]) - fake, "fake": fake, "official_test": len(summary["test_videos"])}
+    elif format == "folders":
+        summary = make_folders_sample(dest, seconds=seconds or 1.0, seed=seed)
+        fake = sum(summary["videos"].values())
+        counts = {"real": len(summary["videos"]) - fake, "fake": fake, "official_test": 0}
+    else:
+        raise ValueError(f"unknown sample format {format!r}; choose one of {', '.join(SAMPLE_FORMATS)}")
+    return {**summary, "format": format, "counts": counts}

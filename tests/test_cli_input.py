@@ -154,3 +154,34 @@ def test_resume_an_unknown_run(env):
 
 def test_a_setting_that_is_not_a_number(env):
     assert_one_line_error(run_cli(["status"], dict(env, TRAIN_LEASE_S="abc")), 2, "TRAIN_LEASE_S='abc': not a float")
+
+
+def test_bad_dataset_input_of_every_new_kind_is_one_line_and_records_nothing(env, tmp_path):
+    import json
+
+    from tests.support import run_cli_json
+
+    broken = tmp_path / "dfdc"
+    (broken / "part0").mkdir(parents=True)
+    (broken / "part0" / "metadata.json").write_text('{"a.mp4": {"label": "FAKE",')
+    ffpp = tmp_path / "ffpp"
+    (ffpp / "original_sequences" / "youtube" / "c23" / "videos").mkdir(parents=True)
+    (tmp_path / "real").mkdir()
+    folders = tmp_path
+    cases = [
+        (["ingest", str(ffpp), "--format", "nope"], "unknown --format 'nope'"),
+        (["ingest", str(broken)], "metadata.json: invalid JSON"),
+        (["ingest", str(ffpp), "--splits", str(tmp_path / "no-splits")], "no such splits directory"),
+        (["ingest", str(ffpp), "--compression", "c99"], "unknown FF++ compression"),
+        (["ingest", str(folders), "--format", "folders", "--compression", "c40"], "only apply to --format ffpp"),
+        (["ingest", str(ffpp), "--frames", "8", "--every", "3"], "exclusive"),
+        (["ingest", str(ffpp), "--frames", "0"], "--frames must be at least 1"),
+        (["evaluate", "--dataset", "celebdf"], "no finished training run"),
+        (["evaluate"], "--dataset NAME is required"),
+        (["status", "--dataset", "nope"], "no dataset 'nope'"),
+        (["sample-data", str(tmp_path / "new"), "--format", "nope"], "unknown --format 'nope'"),
+    ]
+    for args, needle in cases:
+        assert_one_line_error(run_cli(args, env), 2, needle)
+    assert run_cli_json(["datasets"], env) == []
+    assert json.loads(run_cli(["status", "--json"], env).stdout)["videos"]["total"] == 0

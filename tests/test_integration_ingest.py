@@ -61,7 +61,9 @@ def test_embedded_default_runs_local_workers(sample_root, tmp_path, detector):
 
     export = run_cli(["export", "--format", "csv"], env)
     lines = export.stdout.strip().splitlines()
-    assert lines[0] == "video,label,official_test,status,frame_index,timestamp_s,face_index,x,y,w,h,confidence,crop_path"
+    assert lines[0] == ("video,label,official_test,status,frame_index,timestamp_s,face_index,x,y,w,h,confidence,"
+                        "crop_path,left_eye_x,left_eye_y,right_eye_x,right_eye_y,nose_x,nose_y,mouth_left_x,"
+                        "mouth_left_y,mouth_right_x,mouth_right_y,method")
     assert len(lines) == len(crops) + 1
 
 

@@ -34,3 +34,24 @@ def test_upgrade_matches_the_models_and_downgrades_cleanly(database_url):
     command.downgrade(config, "base")
     command.upgrade(config, "head")
     assert schema_drift(database_url)[0] == []
+
+
+def test_0003_names_existing_datasets_after_their_folder_and_keeps_their_params(tmp_path):
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0002")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for id_, root in ((1, "/data/Celeb-DF-v2"), (2, "/other/Celeb-DF-v2")):
+            conn.execute(text("INSERT INTO datasets (id, root, created_at) VALUES (:i, :r, '2026-11-27')"),
+                         {"i": id_, "r": root})
+        conn.execute(text("INSERT INTO ingests (dataset_id, params, then_train, created_at) "
+                          "VALUES (1, '{\"every_s\": 2.0}', 0, '2026-11-27')"))
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, name, format, params FROM datasets ORDER BY id")).all()
+    engine.dispose()
+    assert [(r[0], r[1], r[2]) for r in rows] == [(1, "Celeb-DF-v2", "celebdf"), (2, "Celeb-DF-v2-2", "celebdf")]
+    assert '"every_s": 2.0' in rows[0][3] and rows[1][3] is None

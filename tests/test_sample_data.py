@@ -178,3 +178,17 @@ def test_mtcnn_finds_a_face_in_every_video_and_none_in_the_blank_one(dataset, de
         _, _, _, height = max(faces, key=lambda face: face["confidence"])["box"]
         assert 80 <= height <= 170, f"{rel}: face {height} px tall"
     assert results[-1] == [], f"blank video: {results[-1]}"
+
+
+def test_sample_data_command_writes_each_layout_that_ingest_recognises(tmp_path):
+    from tests.support import pipeline_env, run_cli_json
+    from workers.datasets import read_dataset
+
+    env = pipeline_env(DATA_DIR=tmp_path / "data")
+    for fmt in ("ffpp", "dfdc", "folders"):
+        summary = run_cli_json(["sample-data", str(tmp_path / fmt), "--format", fmt], env)
+        scan = read_dataset(tmp_path / fmt)  # auto
+        labels = Counter(video.label for video in scan.videos)
+        assert scan.format == fmt and not scan.warnings
+        assert (labels[REAL], labels[FAKE]) == (summary["counts"]["real"], summary["counts"]["fake"])
+        assert sum(video.official_test for video in scan.videos) == summary["counts"]["official_test"]

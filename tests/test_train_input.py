@@ -19,7 +19,7 @@ def one_line_error(result, code=2):
 def add_videos(videos):
     """videos: (rel_path, label, group_key) with two recorded crops each (files not needed to plan)."""
     with session_scope() as session:
-        dataset = Dataset(root="/nowhere")
+        dataset = Dataset(root="/nowhere", name="nowhere")
         session.add(dataset)
         session.flush()
         for rel_path, label, group in videos:

@@ -11,6 +11,7 @@ CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
 PROCESS_VIDEO_TASK = "ingest.process_video"
 TRAIN_TASK = "train.fit"
+EVALUATE_TASK = "train.evaluate"  # a run's model scored on a dataset: a model on the gpu queue, like training
 
 
 def broker_transport_options(settings) -> dict:
@@ -57,12 +58,15 @@ def create_app() -> Celery:
         task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE)],
         task_default_queue=CPU_QUEUE,
         # Where each task goes and how long it may run: set here only (producers pass no queue).
-        task_routes={PROCESS_VIDEO_TASK: {"queue": CPU_QUEUE}, TRAIN_TASK: {"queue": GPU_QUEUE}},
+        task_routes={PROCESS_VIDEO_TASK: {"queue": CPU_QUEUE}, TRAIN_TASK: {"queue": GPU_QUEUE},
+                     EVALUATE_TASK: {"queue": GPU_QUEUE}},
         task_annotations={
             PROCESS_VIDEO_TASK: {"soft_time_limit": settings.cpu_task_soft_limit_s,
                                  "time_limit": settings.cpu_task_hard_limit_s},
             TRAIN_TASK: {"soft_time_limit": settings.gpu_task_soft_limit_s,
                          "time_limit": settings.gpu_task_hard_limit_s},
+            EVALUATE_TASK: {"soft_time_limit": settings.gpu_task_soft_limit_s,
+                            "time_limit": settings.gpu_task_hard_limit_s},
         },
         # Acknowledge after the work, and requeue when the process running it dies (SIGKILL,
         # OOM): acks_late alone does not requeue such a task.

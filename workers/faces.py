@@ -10,6 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from shared.labels import LANDMARK_POINTS
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,11 @@ class Box:
     h: int
 
 
-Point = tuple[float, float]
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+# MTCNN's five landmarks, in this order. "left" and "right" as seen in the image (left_eye has the
+# smaller x in an upright face), not the person's own left and right.
+LANDMARK_NAMES = LANDMARK_POINTS
+
+Landmarks = tuple[tuple[float, float], ...]  # five (x, y) pairs in LANDMARK_NAMES order
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,15 @@ class Face:
     confidence: float
     # MTCNN's five keypoints in LANDMARK_NAMES order, (x, y) in original frame pixels, scaled back
     # like the box but not clamped (a keypoint of a face at the edge may lie just outside).
-    landmarks: tuple[Point, Point, Point, Point, Point] | None = None
+    landmarks: Landmarks | None = None
+
+
+def keep_largest_face(faces: Sequence[Face]) -> list[Face]:
+    """Only the face with the largest box (DeepfakeBench keeps one face per frame); [] stays [].
+    Equal areas: the first one given wins (detect_faces lists the most confident first)."""
+    if not faces:
+        return []
+    return [max(faces, key=lambda face: face.box.w * face.box.h)]  # max keeps the first of equals
 
 
 _detector = None
@@ -153,3 +165,4 @@ def detect_faces(
     for faces in results:
         faces.sort(key=lambda f: f.confidence, reverse=True)
     return results
+

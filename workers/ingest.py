@@ -14,11 +14,14 @@ from sqlalchemy import delete, insert, select, update
 
 from db.models import Crop, Dataset, Ingest, Video, utcnow
 from db.session import session_scope
-from shared.labels import DONE, FAILED, FINISHED_STATUSES, NO_FACE, RUNNING
+from shared.labels import DONE, FAILED, FINISHED_STATUSES, LANDMARK_COLUMNS, NO_FACE, RUNNING
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings, setting_default
-from workers.faces import Box, crop_face, detect_faces
-from workers.video import SampledFrames, SeekMismatch, VideoError, VideoInfo, index_stream, open_video
+from workers.align import align_face
+from workers.faces import Box, Landmarks, crop_face, detect_faces, keep_largest_face
+from workers.video import (
+    EvenFrames, SampledFrames, SeekMismatch, VideoError, VideoInfo, index_stream, open_video, sampled_indices,
+)
 
 
 # IngestParams field -> the setting that holds its default (shared/settings.py).
@@ -50,6 +53,14 @@ class IngestParams:
     seek: bool = setting_default("decode_seek")
     # The compiled MTCNN stages (workers/detector.py); False: the package's eager detect_faces (bench).
     compiled_detector: bool = True
+    # Per-ingest choices with no setting of their own: an older record lacks them, and means these.
+    frames: int | None = None  # N frames evenly spaced over the whole video instead of one every every_s
+    largest_face: bool = False  # keep only the largest face of each frame (DeepfakeBench); default: every face
+    align: bool = False  # rotate and scale each face so its eyes are level (workers/align.py)
+
+    def __post_init__(self):
+        if self.frames is not None and self.frames < 1:
+            raise ValueError("frames must be at least 1")
 
     @classmethod
     def from_settings(cls, **overrides) -> "IngestParams":
@@ -76,14 +87,21 @@ class FaceCrop:
     box: Box
     confidence: float
     image_bgr: np.ndarray
+    # MTCNN's five (x, y) points in frame pixels (workers.faces.LANDMARK_NAMES order), whether or not
+    # the crop was aligned with them; None when the detector gave none.
+    landmarks: Landmarks | None = None
 
 
 @dataclass
 class VideoCrops:
     info: VideoInfo
     frames_walked: int
-    frames_sampled: int
+    frames_sampled: int  # frames decoded and searched for faces
     crops: list[FaceCrop] = field(default_factory=list)
+    # Frames the sampling planned from the frame count; more than frames_sampled when the container's
+    # count was too high (the video ended first). None: every-N-seconds sampling with no reported count.
+    frames_expected: int | None = None
+    frame_count_walked: bool = False  # the count was unknown (0): the video was walked once to count it
 
 
 def extract_face_crops(path: Path | str, params: IngestParams, detector=None) -> VideoCrops:
@@ -99,7 +117,10 @@ def extract_face_crops(path: Path | str, params: IngestParams, detector=None) ->
 
 def _extract(capture, info: VideoInfo, params: IngestParams, detector, index) -> VideoCrops:
     crops: list[FaceCrop] = []
-    frames = SampledFrames(capture, info.fps, params.every_s, index)
+    if params.frames is not None:
+        frames = EvenFrames(capture, info.fps, params.frames, info.reported_frames)
+    else:
+        frames = SampledFrames(capture, info.fps, params.every_s, index)
     sampled = 0
     batch = []
 
@@ -113,7 +134,13 @@ def _extract(capture, info: VideoInfo, params: IngestParams, detector, index) ->
             compiled=params.compiled_detector,
         )
         for frame, faces in zip(batch, faces_per_frame):
+            if params.largest_face:
+                faces = keep_largest_face(faces)
             for face_index, face in enumerate(faces):
+                if params.align:
+                    image = align_face(frame.image_bgr, face.box, face.landmarks, params.margin, params.size)
+                else:
+                    image = crop_face(frame.image_bgr, face.box, params.margin, params.size)
                 crops.append(
                     FaceCrop(
                         frame_index=frame.index,
@@ -121,7 +148,8 @@ def _extract(capture, info: VideoInfo, params: IngestParams, detector, index) ->
                         face_index=face_index,
                         box=face.box,
                         confidence=face.confidence,
-                        image_bgr=crop_face(frame.image_bgr, face.box, params.margin, params.size),
+                        image_bgr=image,
+                        landmarks=face.landmarks,
                     )
                 )
         batch.clear()
@@ -140,7 +168,14 @@ def _extract(capture, info: VideoInfo, params: IngestParams, detector, index) ->
         raise VideoError("no frame could be decoded")
     if frames.frames_walked <= 1 and info.reported_frames <= 0:  # e.g. a PNG renamed .mp4
         raise VideoError("not a video: a single still image")
-    return VideoCrops(info=info, frames_walked=frames.frames_walked, frames_sampled=sampled, crops=crops)
+    if isinstance(frames, EvenFrames):
+        expected, walked_to_count = frames.frames_expected, frames.count_walked
+    else:
+        expected = (len(sampled_indices(info.reported_frames, info.fps, params.every_s))
+                    if info.reported_frames > 0 else None)
+        walked_to_count = False
+    return VideoCrops(info=info, frames_walked=frames.frames_walked, frames_sampled=sampled, crops=crops,
+                      frames_expected=expected, frame_count_walked=walked_to_count)
 
 
 def crop_dir_for(dataset_id: int, rel_path: str) -> PurePosixPath:
@@ -190,6 +225,14 @@ def remove_orphans(folder: Path, keep: set[str], stale_tmp_s: float) -> int:
         entry.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def landmark_values(landmarks) -> dict:
+    """The crop row's landmark columns (None each when the detector gave no landmarks)."""
+    if landmarks is None:
+        return dict.fromkeys(LANDMARK_COLUMNS)
+    flat = [round(float(v), 2) for point in landmarks for v in point]
+    return dict(zip(LANDMARK_COLUMNS, flat))
 
 
 def process_video(video_id: int, params: IngestParams, *, force: bool = False, detector=None) -> dict:
@@ -251,6 +294,7 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
                 h=crop.box.h,
                 confidence=crop.confidence,
                 crop_path=str(folder_rel / name),
+                **landmark_values(crop.landmarks),
             )
         )
     status = DONE if rows else NO_FACE
@@ -263,6 +307,7 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
         "status": status,
         "crops": len(rows),
         "frames_sampled": result.frames_sampled,
+        "frames_expected": result.frames_expected,
         "seconds": round(seconds, 3),
         "work_seconds": round(work_seconds, 3),  # decode, detect, crop, write PNGs: no database
         "ingest_id": ingest_id,

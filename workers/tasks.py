@@ -7,7 +7,7 @@ from celery.utils.log import get_task_logger
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.settings import get_settings
-from workers.celery_app import PROCESS_VIDEO_TASK, TRAIN_TASK, app
+from workers.celery_app import EVALUATE_TASK, PROCESS_VIDEO_TASK, TRAIN_TASK, app
 
 log = get_task_logger(__name__)
 
@@ -69,3 +69,13 @@ def train_task(self, run_id: str, summary: str = "") -> dict:
     summary_out = execute_run(run_id, forward_progress=show_in_flower)
     log.info("run %s: %s", run_id, summary_out["status"])
     return summary_out
+
+
+@app.task(name=EVALUATE_TASK, bind=True)
+def evaluate_task(self, evaluation_id: int, summary: str = "") -> dict:
+    """Score a run's model on one dataset's crops and record the result. ``summary`` is for Flower."""
+    from workers.training.cross_eval import execute_evaluation
+
+    outcome = execute_evaluation(evaluation_id)
+    log.info("evaluation %s: %s", evaluation_id, outcome["status"])
+    return outcome

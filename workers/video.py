@@ -195,3 +195,112 @@ class SampledFrames:
             ok, image = self.capture.retrieve()
             if ok and image is not None:
                 yield SampledFrame(index=target, timestamp_s=target / self.fps, image_bgr=image)
+
+
+# --- N frames evenly spaced over the whole video (``ingest --frames N``) ---------------------------
+
+def even_indices(frame_count: int, frames: int) -> list[int]:
+    """``frames`` frame indices evenly spaced from the first to the last frame, without repeats.
+
+    DeepfakeBench's rule (``np.linspace(0, frame_count - 1, frames, dtype=int)``); a video with
+    fewer frames than asked gives every frame once.
+    """
+    if frames < 1:
+        raise ValueError("the number of frames must be at least 1")
+    if frame_count <= 0:
+        return []
+    if frame_count <= frames:
+        return list(range(frame_count))
+    return sorted({int(i) for i in np.linspace(0, frame_count - 1, frames, dtype=np.int64)})
+
+
+# Jumps longer than this many frames are made by seeking (CAP_PROP_POS_FRAMES), shorter ones by
+# grab()-walking. OpenCV's seek decodes again from the keyframe before the target (and a little
+# before that), so one seek costs up to a keyframe interval whatever the jump: x264's default
+# interval is 250 frames, and on 13 s H.264 clips seeking was 2-10x slower than walking
+# (bench/sampling_bench.py). Above this gap a seek is never worse than the walk it replaces, and
+# on long videos decoding then costs about frames x keyframe interval, not the video's length.
+SEEK_MIN_GAP = 300
+
+
+class EvenFrames:
+    """Iterate over ``frames`` frames evenly spaced over an open video; only those are converted.
+
+    The frame count comes from the container (``reported_frames``) and is not trusted:
+
+    - too high: decoding stops where the video really ends and the frames decoded so far are
+      kept; ``frames_expected`` > ``frames_decoded`` says so;
+    - 0 or unknown: the video is walked once with ``grab()`` to count its frames, rewound, and
+      then sampled (``count_walked`` is True);
+    - too low: frames past the reported end are never looked at (that cannot be known without
+      walking every video to its end, which is what this sampler avoids).
+
+    ``seek_min_gap``: a jump to the next sampled frame longer than this is a seek, a shorter one a
+    ``grab()`` walk (None: ``SEEK_MIN_GAP``; 0: always seek; a huge value: always walk). Decoding
+    then costs about ``frames`` times min(jump, keyframe interval), not the video's length.
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, fps: float, frames: int, reported_frames: int,
+                 *, seek_min_gap: int | None = None):
+        if frames < 1:
+            raise ValueError("the number of frames must be at least 1")
+        self.capture, self.fps, self.frames = capture, fps, frames
+        self.reported_frames = reported_frames
+        self.seek_min_gap = SEEK_MIN_GAP if seek_min_gap is None else seek_min_gap
+        self.count_walked = False
+        self.frame_count = max(reported_frames, 0)  # the count the indices were planned on
+        self.indices: list[int] = []
+        self.frames_decoded = 0
+        self.frames_walked = 0  # highest frame position reached (not every frame was decoded)
+        self.ended_early = False  # the stream ended before the last planned frame
+
+    @property
+    def frames_expected(self) -> int:
+        return len(self.indices)
+
+    def _count_by_walking(self) -> int:
+        count = 0
+        while self.capture.grab():
+            count += 1
+        self.frames_walked = count
+        if count and not (self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                          and self.capture.get(cv2.CAP_PROP_POS_FRAMES) == 0):
+            raise VideoError("the frame count is unknown and the video cannot be rewound")
+        return count
+
+    def _seek(self, index: int, position: int) -> int | None:
+        """Seek to ``index``; the position reached (walking goes on from there when the seek fell
+        short, as past the real end of a video whose count is too high), None when unknown."""
+        if self.capture.set(cv2.CAP_PROP_POS_FRAMES, index):
+            reached = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES))
+            if reached == index:
+                return index
+            if position <= reached < index:
+                return reached
+            return None
+        return position  # the stream cannot seek and has not moved: walk instead
+
+    def __iter__(self) -> Iterator[SampledFrame]:
+        if self.reported_frames <= 0:
+            self.frame_count = self._count_by_walking()
+            self.count_walked = True
+        self.indices = even_indices(self.frame_count, self.frames)
+        position = 0  # index of the frame the next grab() returns
+        for index in self.indices:
+            if index - position > self.seek_min_gap:
+                position = self._seek(index, position)
+                if position is None:
+                    self.ended_early = True
+                    break
+            while position < index and self.capture.grab():
+                position += 1
+            if position < index or not self.capture.grab():
+                self.ended_early = True
+                self.frames_walked = max(self.frames_walked, min(position, index))
+                break
+            position = index + 1
+            self.frames_walked = max(self.frames_walked, position)
+            ok, image = self.capture.retrieve()
+            if ok and image is not None:
+                self.frames_decoded += 1
+                yield SampledFrame(index=index, timestamp_s=index / self.fps, image_bgr=image)

@@ -12,25 +12,33 @@ from shared.errors import InputError
 
 @click.command("sample-data")
 @click.argument("dest", type=click.Path(path_type=Path))
-@click.option("--reals", "reals_per_folder", type=int, default=3, show_default=True, help="Real videos per real folder.")
-@click.option("--fakes", type=int, default=4, show_default=True, help="Fake videos.")
-@click.option("--seconds", type=float, default=7.0, show_default=True, help="Length of each video.")
+@click.option("--format", "fmt", default="celebdf", show_default=True, metavar="celebdf|ffpp|dfdc|folders",
+              help="Which dataset layout to write.")
+@click.option("--reals", "reals_per_folder", type=int, default=3, show_default=True,
+              help="Celeb-DF: real videos per real folder.")
+@click.option("--fakes", type=int, default=4, show_default=True, help="Celeb-DF: fake videos.")
+@click.option("--seconds", type=float, default=None, help="Length of each video [default: 7 for Celeb-DF, 1 otherwise].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
-def sample_data_command(dest, reals_per_folder, fakes, seconds, seed, as_json):
-    """Write a small Celeb-DF-shaped dataset made from face images that ship inside packages."""
-    from shared.sample_data import make_sample_dataset
+def sample_data_command(dest, fmt, reals_per_folder, fakes, seconds, seed, as_json):
+    """Write a small dataset in one of the layouts `ingest` reads, made on the spot from face images
+    that ship inside packages (no download)."""
+    from shared.sample_data import SAMPLE_FORMATS, make_sample
 
+    fmt = fmt.lower()
+    if fmt not in SAMPLE_FORMATS:
+        raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(SAMPLE_FORMATS)}")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise InputError(f"{dest}: exists and is not an empty directory")
-    if reals_per_folder < 1 or fakes < 1 or seconds <= 0:
+    if reals_per_folder < 1 or fakes < 1 or (seconds is not None and seconds <= 0):
         raise InputError("--reals and --fakes must be at least 1 and --seconds positive")
-    summary = make_sample_dataset(dest, reals_per_folder=reals_per_folder, fakes=fakes, seconds=seconds, seed=seed)
+    summary = make_sample(dest, fmt, reals_per_folder=reals_per_folder, fakes=fakes, seconds=seconds, seed=seed)
     if as_json:
         print_json(summary)
         return
-    counts = ", ".join(f"{folder} {len(paths)}" for folder, paths in summary["videos"].items())
-    click.echo(f"wrote {dest}: {counts}; {len(summary['test_list'])} videos in the official test list")
+    counts = summary["counts"]
+    click.echo(f"wrote {dest} ({fmt}): {counts['real']} real and {counts['fake']} fake videos; "
+               f"{counts['official_test']} in the official test set")
 
 
 @click.group("db")

@@ -1,4 +1,5 @@
-"""`orchestrator ingest DATASET`: Celeb-DF videos to recorded face crops."""
+"""`orchestrator ingest DATASET`: a dataset's videos (Celeb-DF, FF++, DFDC, real/fake folders) to
+recorded face crops."""
 
 from __future__ import annotations
 
@@ -16,7 +17,18 @@ from shared.settings import setting_help
 @click.argument("dataset", type=click.Path(path_type=str))
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="the CPU count",
               help="Local worker processes (embedded mode).")
+@click.option("--format", "fmt", default="auto", show_default=True, metavar="auto|celebdf|ffpp|dfdc|folders",
+              help="The dataset's layout; auto recognises it and says which it chose.")
+@click.option("--name", default=None, help="The dataset's name in commands (--dataset NAME) [default: the folder's name].")
+@click.option("--compression", default=None, metavar="raw|c23|c40",
+              help="FF++: which compression's videos to read [default: c23, or what the last ingest used].")
+@click.option("--splits", default=None, metavar="DIR",
+              help="FF++: the folder of train.json / val.json / test.json [default: DATASET/splits].")
 @click.option("--every", type=float, default=None, help=setting_help("sample_every_s"))
+@click.option("--frames", type=int, default=None,
+              help="N frames evenly spaced over the whole video (the field's protocol) instead of --every.")
+@click.option("--largest-face", is_flag=True, help="Keep only the largest face of each frame [default: every face].")
+@click.option("--align", is_flag=True, help="Rotate and scale each face so the eyes are level (MTCNN's landmarks).")
 @click.option("--min-confidence", type=float, default=None, help=setting_help("min_confidence"))
 @click.option("--margin", type=float, default=None, help=setting_help("crop_margin"))
 @click.option("--size", type=int, default=None, help=setting_help("crop_size"))
@@ -26,9 +38,9 @@ from shared.settings import setting_help
 @click.option("--train-option", "train_options", multiple=True, metavar="KEY=VALUE",
               help="A `train` option for --then-train, e.g. epochs=1 weights=none (repeatable).")
 @json_option
-def ingest_command(dataset, workers, every, min_confidence, margin, size, retry_failed, wait, then_train,
-                   train_options, as_json):
-    """Record every video of a Celeb-DF folder and turn each into face crops (one task per video)."""
+def ingest_command(dataset, workers, fmt, name, compression, splits, every, frames, largest_face, align,
+                   min_confidence, margin, size, retry_failed, wait, then_train, train_options, as_json):
+    """Record every video of a dataset folder and turn each into face crops (one task per video)."""
     from orchestrator.jobs import check_train_options, run_ingest
     from shared.train_config import TrainConfig
 
@@ -37,7 +49,9 @@ def ingest_command(dataset, workers, every, min_confidence, margin, size, retry_
         then = TrainConfig.parse_pairs(list(train_options))
         check_train_options(then)  # bad options fail now, before any video is processed
     result = run_ingest(dataset, workers=workers, every=every, min_confidence=min_confidence, margin=margin,
-                        size=size, retry_failed=retry_failed, wait=wait, progress=not as_json, then_train=then)
+                        size=size, retry_failed=retry_failed, wait=wait, progress=not as_json, then_train=then,
+                        fmt=fmt, name=name, compression=compression, splits=splits, frames=frames,
+                        largest_face=largest_face, align=align)
     if as_json:
         print_json(result)
     else:

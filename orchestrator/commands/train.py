@@ -7,26 +7,29 @@ from pathlib import Path
 import click
 
 from orchestrator.options import train_config_options
-from orchestrator.output import format_prediction, format_report, format_runs, json_option, print_json
+from orchestrator.output import (format_evaluation, format_prediction, format_report, format_runs, json_option,
+                                 print_json, warn)
 from shared.errors import InputError, WorkFailed
 from shared.labels import RUN_FAILED, RUN_RUNNING
 
 
 @click.command("train")
 @train_config_options
+@click.option("--dataset", "datasets", multiple=True, metavar="NAME",
+              help="Train on this dataset (repeatable; split per dataset, then joined) [default: every dataset].")
 @click.option("--wait", is_flag=True, help="With a broker configured: follow the run until it ends.")
 @click.option("--resume", "resume_run", metavar="RUN",
               help="Take back a run whose worker stopped renewing its lease (or a queued run whose "
                    "message was lost) and resume it from its last epoch checkpoint.")
 @json_option
-def train_command(wait, resume_run, as_json, **options):
+def train_command(datasets, wait, resume_run, as_json, **options):
     """Split the crops, train on the gpu queue, evaluate on the held-out test part."""
     from orchestrator.jobs import resume_training, run_training
 
     if resume_run:
         report = resume_training(resume_run, wait=wait, progress=not as_json)
     else:
-        report = run_training(options, wait=wait, progress=not as_json)
+        report = run_training(options, wait=wait, progress=not as_json, datasets=list(datasets) or None)
     if as_json:
         print_json(report)
     else:
@@ -66,6 +69,31 @@ def runs_command(as_json):
         print_json(rows)
     else:
         click.echo(format_runs(rows))
+
+
+@click.command("evaluate")
+@click.argument("run_id", required=False)
+@click.option("--dataset", required=False, metavar="NAME", help="The dataset to score (`orchestrator datasets`).")
+@click.option("--part", default=None, metavar="test|all",
+              help="all: every video (default for a dataset the run did not train on); test: the run's test "
+                   "part (the only one allowed on a dataset it trained on).")
+@click.option("--wait", is_flag=True, help="With a broker configured: follow the evaluation until it ends.")
+@json_option
+def evaluate_command(run_id, dataset, part, wait, as_json):
+    """Score a run's model (the latest finished by default) on a dataset's crops, on the gpu queue."""
+    from orchestrator.jobs import run_evaluation
+
+    result = run_evaluation(run_id, dataset, part, wait=wait)
+    for message in result.pop("warnings"):
+        warn(message)
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(format_evaluation(result))
+        if result["status"] in ("queued", "running"):
+            click.echo(f"enqueued on queue 'gpu'; follow with `orchestrator report {result['run_id']}` or Flower")
+    if result["status"] == RUN_FAILED:
+        raise WorkFailed("")
 
 
 @click.command("predict")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from db.models import Ingest, Run, Video
+from db.models import Dataset, Ingest, Run, Video
 from db.session import session_scope
 from shared.errors import InputError
 from shared.labels import PENDING, RUN_FAILED, RUNNING
@@ -35,6 +35,8 @@ def start_training_when_done(ingest_id: int | None) -> str | None:
         if _any_unfinished(session, ingest.dataset_id):
             return None
         options = dict(ingest.train_options or {})
+        # The run trains on the dataset this ingest finished, whatever else the database holds.
+        dataset = session.scalar(select(Dataset.name).where(Dataset.id == ingest.dataset_id))
     run_id = new_run_id()
     with session_scope() as session:
         claimed = session.execute(
@@ -43,7 +45,7 @@ def start_training_when_done(ingest_id: int | None) -> str | None:
     if not claimed:
         return None
     try:
-        plan_run(options, run_id=run_id)
+        plan_run(options, run_id=run_id, datasets=[dataset])
     except InputError as exc:
         # Recorded as a failed run, so `orchestrator report` says why no model came out.
         with session_scope() as session:

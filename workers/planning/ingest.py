@@ -9,9 +9,9 @@ from typing import Callable
 from kombu.exceptions import KombuError
 from sqlalchemy import func, insert, or_, select, update
 
-from db.models import Dataset, Ingest, Video, utcnow
+from db.models import Crop, Dataset, Ingest, Video, utcnow
 from db.session import session_scope
-from shared.errors import WorkFailed
+from shared.errors import InputError, WorkFailed
 from shared.labels import FAILED, FINISHED_STATUSES, PENDING, RUNNING
 from shared.settings import get_settings
 from workers.celery_app import PROCESS_VIDEO_TASK, app
@@ -46,19 +46,83 @@ class IngestPlan:
     total_videos: int
     to_enqueue: list[tuple[int, str]] = field(default_factory=list)  # (video id, rel path)
     retried_failed: int = 0
+    dataset_name: str = ""
+
+
+# Parameters that change what a crop looks like: a dataset's crops are all made with the same ones.
+# (detect_batch only groups the detector's calls.)
+CROP_PARAMS = ("every_s", "frames", "min_confidence", "margin", "size", "detect_max_side", "largest_face", "align")
+
+
+def _changed_params(recorded: dict | None, params: dict) -> list[str]:
+    if not recorded:
+        return []
+    return [f"{key} {recorded.get(key)} -> {params.get(key)}" for key in CROP_PARAMS
+            if key in recorded and recorded.get(key) != params.get(key)]
+
+
+def find_or_add_dataset(session, scan: ScanResult, name: str | None, params: dict,
+                        scan_options: dict | None = None) -> Dataset:
+    """The dataset of ``scan.root``, recorded under ``name`` (default: the folder's name).
+    InputError (nothing written) when the name belongs to another folder, the folder is recorded
+    under another name or format, or its crops were made with other parameters."""
+    root, fmt = str(scan.root), getattr(scan, "format", "celebdf")
+    dataset = session.scalar(select(Dataset).where(Dataset.root == root))
+    if dataset is not None:
+        if name and name != dataset.name:
+            raise InputError(f"{root} is already dataset {dataset.name!r}: use --name {dataset.name} or leave it out")
+        if fmt != dataset.format:
+            raise InputError(f"{root} is already dataset {dataset.name!r} read as {dataset.format}, not {fmt}: "
+                             f"use --format {dataset.format}")
+        has_crops = session.scalar(select(select(Crop.id).join(Video, Crop.video_id == Video.id)
+                                          .where(Video.dataset_id == dataset.id).exists()))
+        changed = _changed_params(dataset.params, params) if has_crops else []
+        if changed:
+            raise InputError(f"dataset {dataset.name!r} has crops made with other parameters "
+                             f"({', '.join(changed)}): ingest it with the same options")
+        dataset.params = params
+        if scan_options:
+            dataset.scan_options = scan_options
+        return dataset
+    name = name or scan.root.name
+    other = session.scalar(select(Dataset).where(Dataset.name == name))
+    if other is not None:
+        raise InputError(f"a dataset named {name!r} already exists ({other.root}): choose another with --name")
+    # Two first ingests of one folder at once: both insert, one row wins, both read it.
+    session.execute(insert_ignoring_duplicates(session, Dataset).values(
+        root=root, name=name, format=fmt, params=params, scan_options=scan_options, created_at=utcnow()))
+    dataset = session.scalar(select(Dataset).where(Dataset.root == root))
+    if dataset is None:  # the name was taken a moment ago by another folder
+        raise InputError(f"a dataset named {name!r} already exists: choose another with --name")
+    return dataset
+
+
+def recorded_dataset(root: str) -> dict | None:
+    """What the database knows of the dataset in folder ``root``: {"name", "format", "params",
+    "scan_options"}, or None."""
+    from pathlib import Path
+
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        return None
+    with session_scope() as session:
+        dataset = session.scalar(select(Dataset).where(Dataset.root == str(path.resolve())))
+        if dataset is None:
+            return None
+        return {"name": dataset.name, "format": dataset.format, "params": dataset.params,
+                "scan_options": dataset.scan_options or {}}
 
 
 def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embedded: bool,
-                    then_train: bool = False, train_options: dict | None = None,
-                    queued: set[int] | None = None) -> IngestPlan:
+                    then_train: bool = False, train_options: dict | None = None, name: str | None = None,
+                    scan_options: dict | None = None, queued: set[int] | None = None) -> IngestPlan:
     """Record every scanned video (nothing already recorded is duplicated or lost) and pick
-    the videos this ingest must process. ``queued``: the videos whose message the broker holds
-    (queued_video_ids); a pending video outside it is sent again at once."""
+    the videos this ingest must process. ``scan`` is a ScanResult or a workers.datasets.DatasetScan
+    (its format and each video's method are recorded). ``queued``: the videos whose message the
+    broker holds (queued_video_ids); a pending video outside it is sent again at once."""
     settings = get_settings()
     with session_scope() as session:
-        # Two first ingests of one dataset at once: both insert, one row wins, both read it.
-        session.execute(insert_ignoring_duplicates(session, Dataset).values(root=str(scan.root), created_at=utcnow()))
-        dataset = session.scalar(select(Dataset).where(Dataset.root == str(scan.root)))
+        dataset = find_or_add_dataset(session, scan, name, params, scan_options)
         # Plain rows, not ORM objects: a full Celeb-DF is 6.5k videos, a hundredfold one 650k.
         known = {row.rel_path: row for row in session.execute(
             select(Video.rel_path, Video.id, Video.official_test).where(Video.dataset_id == dataset.id))}
@@ -66,7 +130,7 @@ def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embed
             dict(dataset_id=dataset.id, rel_path=e.rel_path, folder=e.folder, label=e.label,
                  source_identity=e.identity.source, target_identity=e.identity.target,
                  source_video=e.identity.source_video, group_key=e.identity.group_key,
-                 official_test=e.official_test, status=PENDING, attempts=0)
+                 official_test=e.official_test, method=getattr(e, "method", None), status=PENDING, attempts=0)
             for e in scan.videos if e.rel_path not in known
         ]
         for chunk in chunked(new_rows):
@@ -125,6 +189,7 @@ def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embed
             total_videos=total,
             to_enqueue=[(r.id, r.rel_path) for r in rows],
             retried_failed=retried,
+            dataset_name=dataset.name,
         )
 
 

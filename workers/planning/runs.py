@@ -16,6 +16,8 @@ from shared.labels import DONE, LABEL_NAMES, RUN_DONE, RUN_FINISHED, RUN_QUEUED,
 from shared.settings import get_settings
 from shared.train_config import TrainConfig
 from workers.celery_app import TRAIN_TASK, app
+from workers.planning.evaluations import run_evaluations
+from workers.planning.ingest import CROP_PARAMS
 from workers.planning.split import CropRef, split_crops, split_summary
 from workers.planning.waiting import poll_until
 
@@ -29,31 +31,78 @@ def check_options(options: dict) -> dict:
     return TrainConfig.from_options(options, check_files=True).as_dict()
 
 
-def _crop_refs() -> list[CropRef]:
+def _crop_refs(dataset_id: int) -> list[CropRef]:
+    """The dataset's crops. Group keys carry the dataset's id: two datasets' groups never merge."""
     with session_scope() as session:
         rows = session.execute(
             select(Crop.id, Video.id, Video.label, Video.group_key, Video.official_test)
             .join(Video, Crop.video_id == Video.id)
-            .where(Video.status == DONE)
+            .where(Video.status == DONE, Video.dataset_id == dataset_id)
             .order_by(Crop.id)
         ).all()
-    return [CropRef(*row) for row in rows]
+    return [CropRef(crop_id, video_id, label, f"{dataset_id}/{group}", official)
+            for crop_id, video_id, label, group, official in rows]
 
 
-def _ingest_params() -> dict | None:
-    """How the crops were made (frame interval, margin, size...): predict must do the same."""
+def _ingest_params(dataset_id: int) -> dict | None:
+    """How the dataset's crops were made (frames, margin, size, alignment...): predict must do the same."""
     with session_scope() as session:
-        return session.scalar(select(Ingest.params).order_by(Ingest.id.desc()).limit(1))
+        params = session.scalar(select(Dataset.params).where(Dataset.id == dataset_id))
+        if params is None:  # recorded before datasets kept their parameters
+            params = session.scalar(select(Ingest.params).where(Ingest.dataset_id == dataset_id)
+                                    .order_by(Ingest.id.desc()).limit(1))
+        return params
 
 
-def plan_run(options: dict, run_id: str | None = None) -> tuple[str, dict]:
-    """Record a run with its configuration and split. Nothing is written when the input is bad."""
+def training_datasets(names: list[str] | tuple[str, ...] | None) -> list[tuple[int, str, str]]:
+    """(id, name, format) of the datasets named (default: every dataset with a crop). InputError
+    for a name that is not recorded."""
+    with session_scope() as session:
+        known = {row.name: (row.id, row.name, row.format)
+                 for row in session.execute(select(Dataset.id, Dataset.name, Dataset.format).order_by(Dataset.id))}
+        if names:
+            unknown = [name for name in names if name not in known]
+            if unknown:
+                listed = ", ".join(known) if known else "none yet"
+                raise InputError(f"no dataset {unknown[0]!r} (known: {listed})")
+            return [known[name] for name in dict.fromkeys(names)]
+        with_crops = set(session.scalars(select(Video.dataset_id).join(Crop, Crop.video_id == Video.id).distinct()))
+    return [entry for entry in known.values() if entry[0] in with_crops]
+
+
+def plan_run(options: dict, run_id: str | None = None, datasets: list[str] | None = None) -> tuple[str, dict]:
+    """Record a run with its configuration and split. Nothing is written when the input is bad.
+
+    The split is made per dataset and joined (``--split official`` takes each dataset's own test
+    set), so every dataset is represented in train and test as it would be alone."""
     config = check_options(options)
-    crops = _crop_refs()
-    assignment = split_crops(crops, config["split"], test_size=config["test_size"],
-                             val_size=config["val_size"], seed=config["seed"])
+    chosen = training_datasets(datasets)
+    if not chosen:
+        raise InputError("no crops in the database: run `orchestrator ingest DATASET` first")
+    crops: list[CropRef] = []
+    assignment: dict[int, str] = {}
+    by_dataset: dict[str, dict] = {}
+    params: dict[str, dict | None] = {}
+    for dataset_id, name, fmt in chosen:
+        refs = _crop_refs(dataset_id)
+        where = f"dataset {name!r}: " if len(chosen) > 1 or datasets else ""
+        if config["split"] == "official" and refs and not any(ref.official_test for ref in refs):
+            raise InputError(f"dataset {name!r} ({fmt}) has no official test set"
+                             + (" (no video is marked by List_of_testing_videos.txt)" if fmt == "celebdf" else "")
+                             + ": use --split video")
+        try:
+            part = split_crops(refs, config["split"], test_size=config["test_size"],
+                               val_size=config["val_size"], seed=config["seed"])
+        except InputError as exc:
+            raise InputError(f"{where}{exc}") from None
+        crops += refs
+        assignment.update(part)
+        by_dataset[name] = split_summary(refs, part, config["split"])
+        params[name] = _ingest_params(dataset_id)
     summary = split_summary(crops, assignment, config["split"])
-    config["ingest"] = _ingest_params()
+    summary["datasets"] = by_dataset
+    config["ingest"] = _common_params(params)
+    config["datasets"] = list(params)
     config["data_dir"] = str(get_settings().data_dir)
     run_id = run_id or new_run_id()
     with session_scope() as session:
@@ -63,6 +112,23 @@ def plan_run(options: dict, run_id: str | None = None) -> tuple[str, dict]:
             {"run_id": run_id, "crop_id": crop_id, "part": part} for crop_id, part in assignment.items()
         ])
     return run_id, summary
+
+
+def _common_params(params: dict[str, dict | None]) -> dict | None:
+    """The one set of ingest parameters of the datasets a run trains on: the model learns crops made
+    one way, and predict makes them that way. InputError when the datasets' crops differ."""
+    names = list(params)
+    first = params[names[0]]
+    for name in names[1:]:
+        other = params[name]
+        if first is None or other is None:
+            continue
+        changed = [f"{key} {first.get(key)} vs {other.get(key)}" for key in CROP_PARAMS
+                   if key in first and key in other and first.get(key) != other.get(key)]
+        if changed:
+            raise InputError(f"datasets {names[0]!r} and {name!r} were ingested with different parameters "
+                             f"({', '.join(changed)}): train on them separately, or ingest them alike")
+    return first
 
 
 def dispatch_run(run_id: str, config: dict) -> str:
@@ -133,10 +199,13 @@ def run_report(run: Run) -> dict:
         "error": run.error,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        # The model scored on other datasets (`orchestrator evaluate`), oldest first.
+        "evaluations": run_evaluations([run.id]).get(run.id, []),
     }
 
 
 def list_runs() -> list[dict]:
+    evaluations = run_evaluations()
     with session_scope() as session:
         runs = session.scalars(select(Run).order_by(Run.created_at, Run.id)).all()
         rows = []
@@ -153,6 +222,8 @@ def list_runs() -> list[dict]:
                 "leaks": (run.split or {}).get("leaks"),
                 "warnings": metrics.get("warnings") or [],
                 **{k: metrics.get(k) for k in ("accuracy", "auc", "eer", "video_auc", "video_accuracy")},
+                "datasets": run.config.get("datasets"),
+                "evaluations": evaluations.get(run.id, []),
             })
     return rows
 

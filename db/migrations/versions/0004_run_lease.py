@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0003_run_lease'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
