@@ -1,7 +1,7 @@
 """training runs hold a lease (attempts, heartbeat, resumed epoch); videos record frames expected
 
-Revision ID: 0003_run_lease
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-28 02:40:00
 """
 import sqlalchemy as sa
