@@ -109,7 +109,7 @@ def test_a_failed_send_leaves_the_video_unmarked(local_db, monkeypatch):
     from workers.planning import ingest
 
     with session_scope() as session:
-        session.add(Dataset(id=1, root="/x"))
+        session.add(Dataset(id=1, root="/x", name="x"))
         session.flush()
         for i in (1, 2, 3):
             session.add(Video(id=i, dataset_id=1, rel_path=f"a/{i}.mp4", folder="a", label=0, group_key=str(i)))

@@ -20,10 +20,17 @@ class TwoFaces:
              "keypoints": {"left_eye": (18, 20), "right_eye": (32, 20), "nose": (25, 25),
                            "mouth_left": (19, 32), "mouth_right": (31, 32)}}
 
-    def detect_faces(self, images):
-        one = not isinstance(images, list)
-        result = [[dict(self.small), dict(self.big)] for _ in ([images] if one else images)]
-        return result[0] if one else result
+    def detect(self, images, min_face_pixels):
+        """Rows as workers.detector.FastMTCNN.detect gives them: frame, x1, y1, x2, y2, confidence,
+        the five landmarks' x, then their y."""
+        names = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+        rows = []
+        for frame in range(len(images)):
+            for face in (self.small, self.big):
+                x, y, w, h = face["box"]
+                rows.append([frame, x, y, x + w, y + h, face["confidence"],
+                             *(face["keypoints"][n][0] for n in names), *(face["keypoints"][n][1] for n in names)])
+        return np.asarray(rows, dtype=float)
 
 
 def write_video(path, frames: int, fps: float = 10.0):

@@ -19,7 +19,7 @@ def add_video(video_id: int = 1, path: str = "/x"):
     from db.session import session_scope
 
     with session_scope() as session:
-        session.add(Dataset(id=1, root=path))
+        session.add(Dataset(id=1, root=path, name="sample"))
         session.flush()
         session.add(Video(id=video_id, dataset_id=1, rel_path="Celeb-real/id0_0000.mp4", folder="Celeb-real",
                           label=0, group_key="id0"))

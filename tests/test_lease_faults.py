@@ -34,7 +34,7 @@ def make_crops(n_videos: int = 12, per_video: int = 8, size: int = 48) -> None:
     rng = np.random.default_rng(0)
     data_dir = get_settings().data_dir
     with session_scope() as session:
-        dataset = Dataset(root="/nowhere")
+        dataset = Dataset(root="/nowhere", name="nowhere")
         session.add(dataset)
         session.flush()
         for v in range(n_videos):

@@ -17,6 +17,22 @@ from shared.settings import get_settings
 PART_TEST, PART_ALL = "test", "all"  # the run's held-out test crops of the dataset, or all of them
 
 
+def evaluation_warnings(labels, probabilities) -> list[str]:
+    """What makes an evaluation's numbers meaningless: constant predictions, or one class only."""
+    import numpy as np
+
+    from workers.training.threshold import CONSTANT_SPREAD
+
+    warnings = []
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    if len(probabilities) > 1 and np.ptp(probabilities) < CONSTANT_SPREAD:
+        warnings.append(f"CONSTANT MODEL: every one of the {len(probabilities)} crops got "
+                        f"{float(probabilities[0]):.5f}; its AUC means nothing")
+    if len(set(int(label) for label in labels)) < 2:
+        warnings.append("the evaluated crops hold one class only: AUC, AP and EER are undefined")
+    return warnings
+
+
 def roc_file_name(dataset: str) -> str:
     """``roc_<dataset>.png``, the name made safe for a file system."""
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dataset)
@@ -65,6 +81,8 @@ def execute_evaluation(evaluation_id: int) -> dict:
         # The run's own decision threshold (chosen on its validation part where training does so).
         threshold = run_metrics.get("threshold", config.get("threshold", 0.5))
         metrics = compute_metrics(crops["labels"], probabilities, crops["video_ids"], threshold=threshold)
+        metrics["threshold_rule"] = run_metrics.get("threshold_rule")
+        metrics["warnings"] = evaluation_warnings(crops["labels"], probabilities)
         out_dir = Path(artifacts.get("dir") or get_settings().runs_dir / run_id)
         roc = plot_roc(crops["labels"], probabilities, out_dir / roc_file_name(name),
                        title=f"{name} ({part}): run {run_id}")
