@@ -95,3 +95,17 @@ def test_evaluation_choices_and_a_failed_evaluation_is_recorded(local_db):
     with session_scope() as session:
         evaluation = session.get(Evaluation, evaluation_id)
         assert (evaluation.status, evaluation.part) == ("failed", "all") and evaluation.error
+
+
+def test_a_second_folder_cannot_take_a_dataset_name_in_use(local_db):
+    from pathlib import Path
+
+    from shared.errors import InputError
+    from workers.planning.ingest import register_videos
+    from workers.planning.scan import ScanResult
+
+    register_videos(ScanResult(root=Path("/data/a/celeb"), videos=[]), {}, retry_failed=False, embedded=True)
+    with pytest.raises(InputError, match="named 'celeb' already exists \\(/data/a/celeb\\)"):
+        register_videos(ScanResult(root=Path("/data/b/celeb"), videos=[]), {}, retry_failed=False, embedded=True)
+    # the same folder again is the same dataset
+    register_videos(ScanResult(root=Path("/data/a/celeb"), videos=[]), {}, retry_failed=False, embedded=True)

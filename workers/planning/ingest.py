@@ -85,15 +85,13 @@ def find_or_add_dataset(session, scan: ScanResult, name: str | None, params: dic
             dataset.scan_options = scan_options
         return dataset
     name = name or scan.root.name
-    other = session.scalar(select(Dataset).where(Dataset.name == name))
-    if other is not None:
-        raise InputError(f"a dataset named {name!r} already exists ({other.root}): choose another with --name")
     # Two first ingests of one folder at once: both insert, one row wins, both read it.
     session.execute(insert_ignoring_duplicates(session, Dataset).values(
         root=root, name=name, format=fmt, params=params, scan_options=scan_options, created_at=utcnow()))
     dataset = session.scalar(select(Dataset).where(Dataset.root == root))
-    if dataset is None:  # the name was taken a moment ago by another folder
-        raise InputError(f"a dataset named {name!r} already exists: choose another with --name")
+    if dataset is None:  # nothing inserted: the name belongs to another folder
+        other = session.scalar(select(Dataset.root).where(Dataset.name == name))
+        raise InputError(f"a dataset named {name!r} already exists ({other}): choose another with --name")
     return dataset
 
 
