@@ -192,12 +192,7 @@ def read_ffpp_splits(splits_dir: Path) -> tuple[dict[str, set[str]], list[str]]:
         path = splits_dir / f"{split}.json"
         if not path.is_file():
             continue
-        try:
-            pairs = json.loads(path.read_text(errors="replace"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
-        if not isinstance(pairs, list):
-            raise InputError(f"{path}: expected a list of [\"TTT\", \"SSS\"] pairs")
+        pairs = _read_json(path, path, list, 'a list of ["TTT", "SSS"] pairs')
         stems: set[str] = set()
         for number, pair in enumerate(pairs, start=1):
             if (not isinstance(pair, list) or len(pair) != 2
@@ -345,12 +340,7 @@ def read_dfdc(root: Path | str) -> DatasetScan:
 
     for path in metadata_files:
         where = _rel(root, path)
-        try:
-            metadata = json.loads(path.read_text(errors="replace"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
-        if not isinstance(metadata, dict):
-            raise InputError(f"{where}: expected an object mapping video names to their labels")
+        metadata = _read_json(path, where, dict, "an object mapping video names to their labels")
         missing: list[str] = []
         for name, info in metadata.items():
             label = info.get("label") if isinstance(info, dict) else None
@@ -484,3 +474,14 @@ def read_folders(root: Path | str) -> DatasetScan:
         for rel, label in sorted(entries.items())
     ]
     return DatasetScan(root=root, videos=videos, warnings=warnings, test_list_found=False, format="folders")
+
+
+def _read_json(path: Path, shown, kind: type, expected: str):
+    """A metadata file's JSON, which must be a ``kind``; InputError naming ``shown`` otherwise."""
+    try:
+        value = json.loads(path.read_text(errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{shown}: invalid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(value, kind):
+        raise InputError(f"{shown}: expected {expected}")
+    return value
