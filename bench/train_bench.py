@@ -30,6 +30,8 @@ What it measures, in one process:
                without XLA, against today's three Keras layers + preprocess; ms per batch.
   --scale N    N crop paths (the ``--images`` distinct files repeated), ``cache`` fed through the file
                cache in ``--cache-dir`` (``train --cache DIR``): epoch times, peak RSS, cache size.
+               With ``--scale-source packs`` the crops are video folders with crop packs, as the
+               ingest writes them; ``--drop-caches`` makes every epoch read from disk.
   --replica-check  two logical CPU devices: one step of MirroredStrategy on 2 replicas against one
                replica on the same global batch (loss, weights), then ``fit.train`` on 2 replicas.
 
@@ -96,7 +98,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="pin the process to this many CPU cores (before TensorFlow starts)")
     parser.add_argument("--scale", type=int,
                         help="scale check: this many crop paths through the file cache (no training)")
-    parser.add_argument("--cache-dir", type=Path, help="folder for the scale check's file cache")
+    parser.add_argument("--cache-dir", type=Path, help="folder for the scale check's file cache (and its packs)")
+    parser.add_argument("--scale-source", choices=("files", "packs"), default="files",
+                        help="scale check input: PNG files through the file cache (files), or video folders "
+                             "with crop packs as the ingest writes them (packs; PNGs as hard links)")
+    parser.add_argument("--crops-per-video", type=int, default=32, help="scale check with packs (default 32)")
+    parser.add_argument("--drop-caches", action="store_true",
+                        help="scale check: empty the kernel's page cache before every epoch (root), so every "
+                             "epoch reads from disk as with data larger than RAM")
     parser.add_argument("--augment-cost", action="store_true", help="time the augmentation layer per batch only")
     parser.add_argument("--replica-check", action="store_true",
                         help="2 logical CPU replicas vs 1 on the same global batch, then fit.train on 2")
@@ -394,22 +403,66 @@ def augment_cost(args) -> dict:
     return results
 
 
+def packed_videos(paths, labels, n: int, per_video: int, folder: Path) -> tuple[list[str], list[int]]:
+    """``n`` crops laid out as the ingest writes them: video folders of ``per_video`` PNGs (hard links
+    to the distinct files) and each folder's crop pack. Reused when already there."""
+    import cv2
+
+    from workers.crop_pack import PACK_NAME, read_pack_header, write_pack_atomically
+
+    distinct = {str(p): cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in set(map(str, paths))}
+    out_paths, out_labels = [], []
+    for start in range(0, n, per_video):
+        video = folder / f"v{start // per_video:06d}"
+        video.mkdir(parents=True, exist_ok=True)
+        names, images = [], []
+        for i in range(start, min(n, start + per_video)):
+            source = str(paths[i % len(paths)])
+            name = f"f{(i - start) * 90:06d}_00.png"
+            if not (video / name).exists():
+                os.link(source, video / name)
+            names.append(name)
+            images.append(distinct[source])
+            out_paths.append(str(video / name))
+            out_labels.append(labels[i % len(labels)])
+        header = read_pack_header(video / PACK_NAME)
+        if header is None or list(header.names) != names:
+            write_pack_atomically(video / PACK_NAME, names, images)
+    return out_paths, out_labels
+
+
+def drop_page_cache() -> None:
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
 def scale_check(paths, labels, args) -> dict:
-    """``args.scale`` crop paths (the distinct files repeated) through the file cache, model absent."""
-    from workers.training.data import make_dataset
+    """``args.scale`` crops through the input side, model absent: PNG paths (the distinct files
+    repeated) through the file cache, or video folders with packs (``--scale-source packs``)."""
+    from workers.training.data import crops_from_packs, make_dataset
 
     n = args.scale
-    big_paths = [paths[i % len(paths)] for i in range(n)]
-    big_labels = [labels[i % len(labels)] for i in range(n)]
     args.cache_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if args.scale_source == "packs":
+        big_paths, big_labels = packed_videos(paths, labels, n, args.crops_per_video, args.cache_dir / "videos")
+    else:
+        big_paths = [paths[i % len(paths)] for i in range(n)]
+        big_labels = [labels[i % len(labels)] for i in range(n)]
+    layout_s = time.perf_counter() - start
     cache_file = args.cache_dir / "scale-train"
     for old in args.cache_dir.glob("scale-train*"):
         old.unlink()
     rss_start = rss_mib()
+    start = time.perf_counter()
     dataset = make_dataset(big_paths, big_labels, training=True, cache=str(cache_file),
                            batch_size=args.batch_size, seed=args.seed, image_size=args.image_size)
+    build_s = time.perf_counter() - start
+    from_packs = crops_from_packs(big_paths)
     epochs = []
     for epoch in range(args.data_epochs):
+        if args.drop_caches:
+            drop_page_cache()
         start, seen, rss_peak_in_epoch = time.perf_counter(), 0, 0.0
         for i, (images, _labels) in enumerate(dataset):
             seen += int(images.shape[0])
@@ -423,10 +476,16 @@ def scale_check(paths, labels, args) -> dict:
         if seen != n:
             raise RuntimeError(f"dataset gave {seen} images, expected {n}")
     cache_bytes = sum(f.stat().st_size for f in args.cache_dir.glob("scale-train*"))
+    pack_bytes = sum(f.stat().st_size for f in (args.cache_dir / "videos").glob("*/crops.pack")) \
+        if args.scale_source == "packs" else 0
     later = statistics.median(e["seconds"] for e in epochs[1:])
-    return {"crops": n, "distinct_files": len(set(map(str, paths))), "epochs": epochs,
+    return {"crops": n, "source": args.scale_source, "crops_from_packs": from_packs,
+            "page_cache_dropped_before_each_epoch": args.drop_caches,
+            "distinct_files": len(set(map(str, paths))), "layout_s": round(layout_s, 2),
+            "make_dataset_s": round(build_s, 2), "epochs": epochs,
             "first_over_later": round(epochs[0]["seconds"] / later, 2),
-            "cache_file_gib": round(cache_bytes / 2**30, 2), "rss_mib_before": rss_start,
+            "cache_file_gib": round(cache_bytes / 2**30, 2), "pack_files_gib": round(pack_bytes / 2**30, 2),
+            "rss_mib_before": rss_start,
             "decoded_size_gib": round(n * args.image_size ** 2 * 3 / 2**30, 2)}
 
 

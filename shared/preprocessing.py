@@ -118,14 +118,24 @@ def decode_crop(image_bytes, size: int = 128):
 
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     image = tf.ensure_shape(image, [None, None, 3])
+    return resize_crops(image[tf.newaxis], size)[0]
+
+
+def resize_crops(crops, size: int):
+    """uint8 RGB crops (N, H, W, 3) -> (N, size, size, 3): unchanged at that size, else resized
+    bilinearly with antialiasing and rounded. Every source of crops (PNG files, packs, arrays) goes
+    through here, so a crop gets the same pixels whichever way it reaches the model."""
+    import tensorflow as tf
+
+    crops = tf.convert_to_tensor(crops)
 
     def resized():
-        scaled = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+        scaled = tf.image.resize(crops, [size, size], method="bilinear", antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
 
-    already_sized = tf.reduce_all(tf.equal(tf.shape(image)[:2], [size, size]))
-    image = tf.cond(already_sized, lambda: tf.cast(image, tf.uint8), resized)
-    return tf.ensure_shape(image, [size, size, 3])
+    already_sized = tf.reduce_all(tf.equal(tf.shape(crops)[1:3], [size, size]))
+    crops = tf.cond(already_sized, lambda: tf.cast(crops, tf.uint8), resized)
+    return tf.ensure_shape(crops, [None, size, size, 3])
 
 
 def load_crop(path: str | Path, size: int = 128) -> np.ndarray:

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from db.models import Crop, Video
 from db.session import session_scope
+from workers.crop_pack import PACK_NAME, read_pack
 from workers.planning.ingest import register_videos
 from workers.planning.scan import scan_dataset
 from workers.ingest import IngestParams, process_video
@@ -65,7 +66,9 @@ def test_running_twice_leaves_one_set_of_crops_and_no_orphans(registered, local_
     process_video(vid, PARAMS, force=True, detector=detector)  # a second delivery of the same work
     second = [(c.frame_index, c.face_index, c.crop_path) for c in crops_of(vid)]
     assert second == first
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.rsplit("/", 1)[1] for _, _, p in first)
+    names = sorted(p.rsplit("/", 1)[1] for _, _, p in first)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names + [PACK_NAME])
+    assert list(read_pack(folder / PACK_NAME)[0]) == names  # the pack holds exactly the crops kept
 
 
 def test_a_corrupt_video_fails_alone_with_its_error(registered, detector):

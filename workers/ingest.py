@@ -18,6 +18,7 @@ from shared.labels import DONE, FAILED, FINISHED_STATUSES, LANDMARK_COLUMNS, NO_
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings, setting_default
 from workers.align import align_face
+from workers.crop_pack import PACK_NAME, TMP_SUFFIX as PACK_TMP_SUFFIX, write_pack_atomically
 from workers.faces import Box, Landmarks, crop_face, detect_faces, keep_largest_face
 from workers.video import (
     EvenFrames, SampledFrames, SeekMismatch, VideoError, VideoInfo, index_stream, open_video, sampled_indices,
@@ -189,6 +190,7 @@ def crop_file_name(frame_index: int, face_index: int) -> str:
 
 
 TMP_SUFFIX = ".tmp.png"
+_TMP_SUFFIXES = (TMP_SUFFIX, PACK_TMP_SUFFIX)
 
 
 def write_png_atomically(path: Path, image: np.ndarray) -> None:
@@ -204,7 +206,8 @@ def write_png_atomically(path: Path, image: np.ndarray) -> None:
 def _writer_is_gone(tmp_name: str) -> bool:
     """True when a temporary PNG was left by a process of this host that no longer runs (or by this
     process): nobody will ever rename it. A writer on another host cannot be checked."""
-    host_pid = tmp_name[1:-len(TMP_SUFFIX)].split(".", 1)[-1]  # "<host>.<pid>"
+    suffix = next(s for s in _TMP_SUFFIXES if tmp_name.endswith(s))
+    host_pid = tmp_name[1:-len(suffix)].split(".", 1)[-1]  # "<host>.<pid>"
     host, _, pid = host_pid.rpartition(".")
     writer = int(pid) if pid.isdigit() else None
     return (writer == os.getpid() and host == socket.gethostname()) or gone_from_this_host(host, writer)
@@ -219,7 +222,7 @@ def remove_orphans(folder: Path, keep: set[str], stale_tmp_s: float) -> int:
     for entry in folder.iterdir():
         if entry.name in keep or not entry.is_file():
             continue
-        if (entry.name.endswith(TMP_SUFFIX) and now - entry.stat().st_mtime < stale_tmp_s
+        if (entry.name.endswith(_TMP_SUFFIXES) and now - entry.stat().st_mtime < stale_tmp_s
                 and not _writer_is_gone(entry.name)):
             continue  # another delivery of this task may be writing it right now
         entry.unlink(missing_ok=True)
@@ -278,10 +281,13 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
         remove_orphans(folder, keep=set(), stale_tmp_s=settings.cpu_task_hard_limit_s)
         return {"video": rel_path, "status": FAILED, "error": str(exc), "crops": 0, "ingest_id": ingest_id}
 
-    rows = []
+    # A pack must never describe other PNGs than the ones on disk: drop the old one before they change.
+    (folder / PACK_NAME).unlink(missing_ok=True)
+    rows, names = [], []
     for crop in result.crops:
         name = crop_file_name(crop.frame_index, crop.face_index)
         write_png_atomically(folder / name, crop.image_bgr)
+        names.append(name)
         rows.append(
             dict(
                 video_id=video_id,
@@ -297,11 +303,15 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
                 **landmark_values(crop.landmarks),
             )
         )
+    keep = set(names)
+    if names and settings.crop_packs:
+        write_pack_atomically(folder / PACK_NAME, names,
+                              [cv2.cvtColor(crop.image_bgr, cv2.COLOR_BGR2RGB) for crop in result.crops])
+        keep.add(PACK_NAME)
     status = DONE if rows else NO_FACE
     work_seconds = time.perf_counter() - work_started
     seconds = _record(video_id, status=status, error=None, rows=rows, started=started, info=result)
-    remove_orphans(folder, keep={PurePosixPath(r["crop_path"]).name for r in rows},
-                   stale_tmp_s=settings.cpu_task_hard_limit_s)
+    remove_orphans(folder, keep=keep, stale_tmp_s=settings.cpu_task_hard_limit_s)
     return {
         "video": rel_path,
         "status": status,

@@ -15,7 +15,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from shared.preprocessing import BACKBONES, DEFAULT_BACKBONE, check_backbone
 from shared.train_config import TrainConfig
-from workers.training.data import count_batches, make_dataset
+from workers.training.data import count_batches, crops_from_packs, make_dataset
 from workers.training.models import MODEL_NAME_PREFIX, build_model, preprocessing_layer
 
 MODEL_FILE = "model.keras"
@@ -98,7 +98,8 @@ def train(
     stops training (and propagates). ``extra_callbacks`` (e.g. TensorBoard) are added to
     Keras's own. Returns model_path, history (per-epoch lists),
     epochs_run, best_epoch (1-based), train_images_per_s and the resolved config, with what
-    was used added: jit_used, mixed_precision_used, replicas_used, global_batch_size, devices.
+    was used added: jit_used, mixed_precision_used, replicas_used, global_batch_size, devices,
+    train_crops_from_packs (crops read from their video's pack rather than decoded from PNG).
 
     Every visible GPU trains (``distribution_strategy``); ``batch_size`` is per replica. The
     model gets raw uint8 crops; it augments (training only) and preprocesses on the device.
@@ -151,7 +152,8 @@ def train(
         )
     use_jit = bool(model.jit_compile)  # Keras turns it off for layers that cannot compile
     config.update(jit_used=use_jit, mixed_precision_used=use_mixed_precision, replicas_used=replicas,
-                  global_batch_size=global_batch, devices=_strategy_devices(strategy))
+                  global_batch_size=global_batch, devices=_strategy_devices(strategy),
+                  train_crops_from_packs=crops_from_packs(train_paths))
 
     speed = _TrainSpeed(len(train_paths), global_batch)
     callbacks: list[keras.callbacks.Callback] = [
