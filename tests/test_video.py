@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 
@@ -7,7 +8,7 @@ import pytest
 
 from workers.ingest import IngestParams, extract_face_crops
 from workers.video import (SampledFrames, SeekMismatch, StreamIndex, VideoError, index_stream, open_video,
-                           sampled_indices, seek_start)
+                           sampled_indices, seek_start, set_decode_threads)
 
 
 def test_one_frame_every_three_seconds_at_30_fps():
@@ -189,3 +190,36 @@ def test_a_stream_shorter_than_its_index_stops_or_falls_back_to_walking(tmp_path
     # ...and a seek there does not land where asked: the caller then walks the video.
     with pytest.raises(SeekMismatch):
         sample(path, 3.0, StreamIndex(keyframes=tuple(range(0, 260, 12)), frame_count=260))
+
+
+def threads_while_decoding(path) -> tuple[int, list[int]]:
+    capture, info = open_video(path)
+    try:
+        frames = list(SampledFrames(capture, info.fps, every_s=0.5))
+        return len(os.listdir("/proc/self/task")), [frame_number(f.image_bgr) for f in frames]
+    finally:
+        capture.release()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2 or not os.path.isdir("/proc/self/task"), reason="needs 2 cores, Linux")
+def test_a_worker_thread_count_limits_ffmpegs_decoder_and_bad_files_still_fail(tmp_path):
+    path = tmp_path / "coded.mp4"
+    write_coded_video(path, frames=60)
+    png = tmp_path / "still.mp4"
+    cv2.imwrite(str(tmp_path / "still.png"), coded_frame(0))
+    (tmp_path / "still.png").rename(png)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    default_threads, default_frames = threads_while_decoding(path)
+    still_default = threads_while_decoding(png)[1]
+    set_decode_threads(1)
+    try:
+        one_thread, frames = threads_while_decoding(path)
+        assert frames == default_frames == list(range(0, 60, 5))
+        assert one_thread < default_threads  # FFmpeg started no decoding threads of its own
+        assert threads_while_decoding(png)[1] == still_default == [0]  # opened as before: one still
+        for bad in (junk, tmp_path / "missing.mp4"):
+            with pytest.raises(VideoError):
+                extract_face_crops(bad, IngestParams(), detector=object())
+    finally:
+        set_decode_threads(0)

@@ -72,8 +72,11 @@ def create_app() -> Celery:
         # OOM): acks_late alone does not requeue such a task.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # One task reserved per process: a slow video never holds others hostage.
-        worker_prefetch_multiplier=1,
+        # One task reserved per process: a slow video never holds others hostage, and a dead worker
+        # takes only what it runs. Embedded mode has one worker, no redelivery to wait for, and a
+        # broker it polls: a second task held per process saves that poll between videos (~10 ms
+        # of ~0.3 s, paid by the other core's process with two workers: docs/benchmarks.md).
+        worker_prefetch_multiplier=2 if settings.embedded else 1,
         # Flower builds its view from events: workers send task events, producers "sent" ones.
         worker_send_task_events=True,
         task_send_sent_event=True,

@@ -19,13 +19,16 @@ app.steps["worker"].add(LeaseSweep)
 
 
 def configure_threads(threads: int) -> None:
-    """Threads TensorFlow and OpenCV may use in this process (0 leaves their defaults)."""
+    """Threads TensorFlow, OpenCV and FFmpeg's decoder may use in this process (0 leaves their defaults)."""
     if threads <= 0:
         return
     import cv2
     import tensorflow as tf
 
+    from workers.video import set_decode_threads
+
     cv2.setNumThreads(threads)
+    set_decode_threads(threads)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -55,6 +55,18 @@ def sampled_indices(frame_count: int, fps: float, every_s: float) -> list[int]:
     return list(itertools.takewhile(lambda i: i < frame_count, sample_positions(fps, every_s)))
 
 
+# FFmpeg threads per opened video; 0 lets FFmpeg start one per core. Worker processes set their own
+# thread count here (workers/lifecycle.py): on 944x500 clips FFmpeg's extra threads saved a sampled
+# video no time but burned ~13 % more CPU, which two worker processes on two cores took from each
+# other (docs/benchmarks.md).
+_decode_threads = 0
+
+
+def set_decode_threads(threads: int) -> None:
+    global _decode_threads
+    _decode_threads = max(0, int(threads))
+
+
 def open_video(path: Path | str) -> tuple[cv2.VideoCapture, VideoInfo]:
     path = Path(path)
     if path.is_dir():
@@ -68,7 +80,10 @@ def open_video(path: Path | str) -> tuple[cv2.VideoCapture, VideoInfo]:
             handle.read(1)
     except PermissionError:
         raise VideoError(f"{path}: permission denied") from None
-    capture = cv2.VideoCapture(str(path))
+    if _decode_threads:
+        capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, _decode_threads])
+    else:
+        capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
         raise VideoError("cannot open as a video")
