@@ -63,13 +63,15 @@ def test_packs_give_the_same_crops_and_labels_as_their_pngs(tmp_path, training):
     paths_a, _ = write_video_folder(tmp_path / "a", 5, seed=1)
     paths_b, _ = write_video_folder(tmp_path / "b", 4, seed=2)
     paths_c, _ = write_video_folder(tmp_path / "c", 3, seed=3, pack=False)  # an ingest before packs
-    # Interleaved folders and a subset of a video's crops, as a split may give them.
-    paths = [paths_a[0], paths_b[1], paths_a[3], paths_c[0], paths_a[4], paths_b[0], paths_c[2], paths_b[3]]
-    labels = [0, 1, 0, 1, 0, 1, 1, 1]
-    assert crops_from_packs(paths) == 6
+    paths_d, _ = write_video_folder(tmp_path / "d", 2, seed=4)
+    # Interleaved folders and a subset of a video's crops, as a split may give them; d whole, in order.
+    paths = [paths_a[0], paths_b[1], paths_a[3], paths_c[0], paths_a[4], paths_b[0], paths_c[2], paths_b[3],
+             *paths_d]
+    labels = [0, 1, 0, 1, 0, 1, 1, 1, 0, 0]
+    assert crops_from_packs(paths) == 8
 
     from_packs = list(make_dataset(paths, labels, batch_size=3, training=training, seed=5))
-    for folder in ("a", "b"):
+    for folder in ("a", "b", "d"):
         (tmp_path / folder / PACK_NAME).unlink()
     from_pngs = list(make_dataset(paths, labels, batch_size=3, training=training, seed=5))
     assert crops_from_packs(paths) == 0

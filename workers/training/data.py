@@ -167,6 +167,8 @@ def _from_groups(groups: list[CropGroup], paths: list[str], label_array, image_s
         "shape": tf.constant([[len(p.names), p.height, p.width] if p else [0, 0, 0] for p in packs],
                              tf.int64, shape=[len(groups), 3]),
         "rows": ragged([group.pack_rows for group in groups], tf.int64),
+        "whole": tf.constant([bool(g.pack) and g.pack_rows == list(range(len(g.pack.names))) for g in groups],
+                             tf.bool, shape=[len(groups)]),
         "files": ragged([[] if group.pack else [paths[i] for i in group.indices] for group in groups],
                         tf.string),
     }
@@ -179,7 +181,9 @@ def _from_groups(groups: list[CropGroup], paths: list[str], label_array, image_s
             count, height, width = element["shape"][0], element["shape"][1], element["shape"][2]
             raw = tf.strings.substr(tf.io.read_file(element["pack"]), element["offset"], count * height * width * 3)
             crops = tf.reshape(tf.io.decode_raw(raw, tf.uint8), tf.stack([count, height, width, 3]))
-            return resize_crops(tf.gather(crops, element["rows"]), image_size)
+            # A group is usually the whole video in the pack's order: no gather (one copy less).
+            crops = tf.cond(element["whole"], lambda: crops, lambda: tf.gather(crops, element["rows"]))
+            return resize_crops(crops, image_size)
 
         def from_files():
             return tf.map_fn(lambda path: decode_crop(tf.io.read_file(path), image_size), element["files"],
