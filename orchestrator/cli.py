@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import sys
 
@@ -69,31 +70,38 @@ class PipelineGroup(click.Group):
             fail(exc.format_message(), exc.exit_code)
 
     def invoke(self, ctx: click.Context):
-        from kombu.exceptions import OperationalError as BrokerError
-        from sqlalchemy.exc import OperationalError
-
         signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             check_environment()
             return super().invoke(ctx)
         except PipelineError as exc:
             fail(str(exc), exc.exit_code)
-        except OperationalError as exc:
-            from shared.settings import get_settings, mask_url
-
-            fail(f"database {mask_url(get_settings().database_url)}: {first_line(exc)}", EXIT_FAILED)
-        except BrokerError as exc:
-            from shared.settings import get_settings, mask_url
-
-            fail(f"broker {mask_url(get_settings().broker_url)}: {first_line(exc)}", EXIT_FAILED)
         except KeyboardInterrupt as exc:
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
             name = "terminated" if signum == signal.SIGTERM else "interrupted"
             click.echo(f"{name}: what was recorded is kept; run the command again to resume", err=True)
             sys.exit(128 + signum)
-        except OSError as exc:  # a folder or file of the machine: DATA_DIR, a dataset, a model
-            where = f"{exc.filename}: " if exc.filename else ""
-            fail(f"{where}{exc.strerror or first_line(exc)}", EXIT_INPUT if exc.errno in _INPUT_ERRNOS else EXIT_FAILED)
+        except Exception as exc:
+            fail_on_service_or_os_error(exc)
+            raise
+
+
+def fail_on_service_or_os_error(exc: Exception) -> None:
+    """One line and an exit code for a database or broker that refused, or a file of the machine.
+
+    The database and broker libraries are looked up, not imported: a command that never used them
+    cannot have raised their errors, and importing SQLAlchemy first would delay every command
+    (and the start of its local workers) by ~0.35 s."""
+    from shared.settings import get_settings, mask_url
+
+    database_errors, broker_errors = sys.modules.get("sqlalchemy.exc"), sys.modules.get("kombu.exceptions")
+    if database_errors is not None and isinstance(exc, database_errors.OperationalError):
+        fail(f"database {mask_url(get_settings().database_url)}: {first_line(exc)}", EXIT_FAILED)
+    if broker_errors is not None and isinstance(exc, broker_errors.OperationalError):
+        fail(f"broker {mask_url(get_settings().broker_url)}: {first_line(exc)}", EXIT_FAILED)
+    if isinstance(exc, OSError):  # a folder or file of the machine: DATA_DIR, a dataset, a model
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or first_line(exc)}", EXIT_INPUT if exc.errno in _INPUT_ERRNOS else EXIT_FAILED)
 
 
 def check_environment() -> None:
@@ -103,9 +111,10 @@ def check_environment() -> None:
     settings = get_settings()
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise InputError(f"DATA_DIR {settings.data_dir}: not a directory")
-    from db.session import check_database_url
+    if os.environ.get("DATABASE_URL"):  # the embedded default (SQLite in DATA_DIR) needs no check
+        from db.session import check_database_url
 
-    check_database_url(settings.database_url)
+        check_database_url(settings.database_url)
 
 
 @click.group(cls=PipelineGroup)

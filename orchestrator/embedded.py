@@ -14,10 +14,6 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import select, update
-
-from db.models import Video
-from db.session import session_scope
 from shared.errors import WorkFailed
 from shared.labels import PENDING, RUNNING
 from shared.process import gone_from_this_host, parse_process_name
@@ -99,6 +95,7 @@ class LocalWorker:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["DATA_DIR"] = str(get_settings().data_dir)  # a relative DATA_DIR must mean the same folder
         env.setdefault("WORKER_THREADS", str(self.threads))
+        env.setdefault("MALLOC_ARENA_MAX", "2")  # as the compose GPU worker: flat memory while training
         if self.announce:
             print(f"starting {self.concurrency} local worker process{'es' if self.concurrency > 1 else ''} "
                   f"(queue {self.queues}; each loads TensorFlow and its models: a few seconds)", file=sys.stderr)
@@ -163,6 +160,13 @@ def orphaned_videos(dataset_id: int) -> list[tuple[int, str]]:
     The filesystem broker has no redelivery: when a worker child dies mid-video its message is
     gone, so the embedded orchestrator finds such videos and enqueues them again.
     """
+    # Here, not at the top: a command imports this module before its local workers start, and the
+    # database code would delay them (~0.8 s).
+    from sqlalchemy import select, update
+
+    from db.models import Video
+    from db.session import session_scope
+
     orphans = []
     with session_scope() as session:
         rows = session.execute(

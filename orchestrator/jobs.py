@@ -69,7 +69,7 @@ def ingest_params(*, every: float | None = None, frames: int | None = None, min_
                   margin: float | None = None, size: int | None = None, largest_face: bool = False,
                   align: bool = False, workers: int = 1):
     """The checked IngestParams of the command's options (settings for what is not given)."""
-    from workers.ingest import IngestParams
+    from workers.ingest_params import IngestParams
 
     if frames is not None and every is not None:
         raise InputError("--frames and --every are exclusive: N frames over the whole video, or one every S seconds")
@@ -86,12 +86,15 @@ def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | N
     """(scan, scan options to record). What an earlier ingest of the folder was told (FF++
     compression and splits folder) holds unless given again."""
     from workers.datasets import FORMATS, read_dataset
-    from workers.planning.ingest import recorded_dataset
 
     fmt = (fmt or "auto").lower()
     if fmt not in ("auto", *FORMATS):
         raise InputError(f"unknown --format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
-    recorded = recorded_dataset(dataset) if _database_exists() else None
+    recorded = None
+    if _database_exists():  # a fresh DATA_DIR imports no database code here: the local workers start sooner
+        from workers.planning.ingest import recorded_dataset
+
+        recorded = recorded_dataset(dataset)
     options = dict((recorded or {}).get("scan_options") or {})
     if fmt == "auto" and recorded:
         fmt = recorded["format"]
@@ -134,11 +137,6 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
                name: str | None = None, compression: str | None = None, splits: str | None = None,
                frames: int | None = None, largest_face: bool = False, align: bool = False) -> dict:
     """Read the dataset's layout, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
-    from db.migrate import upgrade_schema
-    from workers.planning.ingest import dataset_counts, enqueue_videos, queued_video_ids, register_videos
-    from workers.planning.ingest import lost_pending_videos, unfinished_count, wait_until_finished
-    from workers.planning.status import ingest_status
-
     settings = get_settings()
     params = ingest_params(every=every, frames=frames, min_confidence=min_confidence, margin=margin, size=size,
                            largest_face=largest_face, align=align, workers=workers)
@@ -148,10 +146,15 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
     follow = settings.embedded or wait
     if settings.embedded:
         purge_embedded_queue()  # before the local workers start reading the queue
-    queued = None if settings.embedded else queued_video_ids()  # what the broker holds (Redis)
-    # Local workers boot (TensorFlow, MTCNN in every process: seconds) while the schema is
-    # migrated and the videos are recorded and enqueued.
+    # Local workers boot (TensorFlow, MTCNN in every process: seconds) while the database code is
+    # imported, the schema migrated and the videos recorded and enqueued: nothing heavy before them.
     with local_worker_when_embedded("cpu", workers, "ingest", announce=progress) as worker:
+        from db.migrate import upgrade_schema
+        from workers.planning.ingest import dataset_counts, enqueue_videos, queued_video_ids, register_videos
+        from workers.planning.ingest import lost_pending_videos, unfinished_count, wait_until_finished
+        from workers.planning.status import ingest_status
+
+        queued = None if settings.embedded else queued_video_ids()  # what the broker holds (Redis)
         upgrade_schema()
         plan = register_videos(scan, params.as_dict(), retry_failed=retry_failed, embedded=settings.embedded,
                                then_train=then_train is not None, train_options=then_train, queued=queued,
