@@ -244,12 +244,14 @@ def pipeline(dataset: Path, data_dir: Path, workers: int, env_extra: dict, threa
             [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "cpu", "-c", str(workers),
              "--loglevel", "WARNING"], env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cmd.append("--wait")
+    own_cpu_start = sum(os.times()[:2])  # this process's threads, left from earlier parts, compete too
     start, start_epoch = time.perf_counter(), time.time()
     proc = subprocess.Popen(cmd, env=env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     monitor = PeakMemory(worker_proc.pid if worker_proc else proc.pid)
     monitor.start()
     stdout, _ = proc.communicate()
     wall = time.perf_counter() - start
+    own_cpu_s = sum(os.times()[:2]) - own_cpu_start
     exit_epoch = start_epoch + wall
     monitor.stop.set()
     if worker_proc:
@@ -276,6 +278,7 @@ def pipeline(dataset: Path, data_dir: Path, workers: int, env_extra: dict, threa
         "startup_s": round(first.timestamp() - start_epoch, 2), "teardown_s": round(exit_epoch - last.timestamp(), 2),
         "window_s": round(window, 2), "videos_per_s": round(n / window, 3),
         "sum_task_s": round(busy, 2), "crops": result["status"]["crops"],
+        "bench_process_cpu_s_meanwhile": round(own_cpu_s, 2),
         "peak_rss_mib_per_process": sorted(round(k / 1024) for k in pool)[-workers - 1:],
         # CPU seconds over the whole command (start-up included): who else competes with the pool.
         "cpu_s_by_process": {f"{pid} {monitor.names.get(pid, '')[:40]}": round(cpu, 1)
@@ -302,7 +305,7 @@ def main() -> None:
                         help="TensorFlow/OpenCV threads per process for our task code and every worker "
                              "process (1: the cluster setting, one process per core; 0: library default)")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["notebook", "task_before", "task", "decode", "pipeline"])
+                        choices=["notebook", "task_before", "task", "task_pair", "decode", "pipeline"])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="pipeline worker counts")
     parser.add_argument("--before-repo", type=Path,
                         help="a checkout of the code before (git archive <commit> | tar -x -C DIR): its "
@@ -361,6 +364,8 @@ def main() -> None:
                     add(f"{variant}@{name}", subprocess_json(
                         [sys.executable, __file__, "--_task", str(root), str(work / f"{variant}-{name}-{round_no}"),
                          str(args.threads), json.dumps(params)]))
+            if "task_pair" not in args.skip and name == first:
+                add("task_pair", task_pair(root, work / f"task-pair-{round_no}", args.threads, overrides))
             if "decode" not in args.skip:
                 add(f"decode@{name}", subprocess_json([sys.executable, __file__, "--_decode", str(root)]))
         if "pipeline" not in args.skip:
@@ -447,6 +452,8 @@ def summarize(report: dict, sets: dict, first: str) -> None:
                 row["decode_share_of_task_before"] = round(
                     decode["walk"]["s_per_video"] / report[f"task_before@{name}"]["mean_work_s"], 3)
         derived[name] = row
+    if "task_pair" in report and f"task@{first}" in report:
+        derived["task_two_vs_one_process"] = ratio_of_rounds(report, "task_pair", f"task@{first}")
     for prefix in ("pipeline", "pipeline_before"):
         if f"{prefix}_1" in report and f"{prefix}_2" in report:
             derived[f"{prefix}_two_vs_one_worker"] = ratio_of_rounds(report, f"{prefix}_2", f"{prefix}_1")
@@ -465,6 +472,24 @@ def summarize(report: dict, sets: dict, first: str) -> None:
         per_video_task = report[f"task@{first}"]["mean_work_s"]
         derived["queue_db_overhead_pct"] = round(100 * (per_video_pipeline - per_video_task) / per_video_task, 1)
     report["derived"] = derived
+
+
+def task_pair(dataset: Path, out_dir: Path, threads: int, overrides: dict) -> dict:
+    """The task code in two processes at once, each on every video: what two processes on this
+    machine give for this very work without queue or database, the ceiling of 2 workers / 1."""
+    procs = [subprocess.Popen([sys.executable, __file__, "--_task", str(dataset), str(out_dir / str(i)),
+                               str(threads), json.dumps(overrides)], stdout=subprocess.PIPE, text=True)
+             for i in range(2)]
+    results = []
+    for proc in procs:
+        stdout, _ = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"task_pair process failed with {proc.returncode}")
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    videos = sum(r["videos"] for r in results)
+    seconds = max(r["seconds"] for r in results)
+    return {"videos": videos, "seconds": round(seconds, 2), "videos_per_s": round(videos / seconds, 3),
+            "per_process_videos_per_s": [r["videos_per_s"] for r in results]}
 
 
 def subprocess_json(cmd: list[str]) -> dict:

@@ -52,6 +52,7 @@ NON_SETTINGS_ENV = {
     "CELERY_WORKER_CONCURRENCY": "celery CLI (auto envvar of `celery worker --concurrency`)",
     "FLOWER_BASIC_AUTH": "Flower (FLOWER_<option>)",
     "KERAS_HOME": "Keras (where it keeps downloaded weights)",
+    "MALLOC_ARENA_MAX": "glibc (malloc arenas: bounds the GPU worker's memory, docs/benchmarks.md)",
 }
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$$` is a literal `$`.
