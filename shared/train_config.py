@@ -91,7 +91,8 @@ class TrainConfig:
     # Decoded crops kept between epochs: "memory" (49 KB a crop), "none" (decode every epoch), or a
     # local directory for tf.data's file cache (a 100x Celeb-DF needs ~120 GB: see docs/scaling.md).
     cache: str = field(default="memory", metadata=_option(
-        "Decoded crops between epochs: memory, none, or a local DIR for a file cache."))
+        "Decoded crops between epochs: memory, none, or a local DIR for a file cache (not made when "
+        "every crop has its video's crops.pack, which is read directly)."))
 
     @classmethod
     def from_options(cls, options: dict | None, *, check_files: bool = False) -> "TrainConfig":
