@@ -29,6 +29,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support import REPO, CeleryWorker, pipeline_env, run_cli, run_cli_json, wait_until
+from workers.crop_pack import PACK_NAME, read_pack
 
 pytestmark = pytest.mark.integration
 
@@ -102,20 +103,26 @@ class Cluster:
             "GROUP BY video_id, frame_index, face_index HAVING count(*) > 1) d")[0][0]
         named = {row.crop_path for row in self.query("SELECT crop_path FROM crops")}
         crops_dir = self.data_dir / "crops"
-        on_disk = {p.relative_to(self.data_dir).as_posix() for p in crops_dir.rglob("*") if p.is_file()} \
-            if crops_dir.is_dir() else set()
-        per_video = {}
+        # Each video's crops.pack is checked below against its rows, not counted as an orphan.
+        on_disk = {p.relative_to(self.data_dir).as_posix() for p in crops_dir.rglob("*")
+                   if p.is_file() and p.name != PACK_NAME} if crops_dir.is_dir() else set()
+        per_video, wrong_packs = {}, []
         for rel_path, row in self.videos().items():
             folder = self.crop_folder(row)
-            files = sorted(os.listdir(folder)) if folder.is_dir() else []
-            rows = self.query("SELECT count(*) FROM crops WHERE video_id = :v", v=row.id)[0][0]
-            per_video[rel_path] = (rows, len(files))
+            files = sorted(f for f in os.listdir(folder) if f != PACK_NAME) if folder.is_dir() else []
+            names = sorted(r.crop_path.rsplit("/", 1)[1] for r in self.query(
+                "SELECT crop_path FROM crops WHERE video_id = :v", v=row.id))
+            per_video[rel_path] = (len(names), len(files))
+            pack = folder / PACK_NAME
+            if (sorted(read_pack(pack)[0]) if pack.exists() else []) != names:
+                wrong_packs.append(rel_path)  # a pack must hold exactly the recorded crops (none: no pack)
         return {
             "crop_rows": len(named),
             "duplicates": duplicates,
             "orphans": sorted(on_disk - named),
             "missing": sorted(named - on_disk),
             "per_video": per_video,
+            "wrong_packs": wrong_packs,
         }
 
     def assert_all_finished_once(self, expect_videos: int) -> dict:
@@ -124,7 +131,7 @@ class Cluster:
         assert {p: v.status for p, v in videos.items() if v.status not in FINISHED} == {}
         check = self.check_one_set_of_crops()
         assert check["duplicates"] == 0
-        assert check["orphans"] == [] and check["missing"] == []
+        assert check["orphans"] == [] and check["missing"] == [] and check["wrong_packs"] == []
         for rel_path, (rows, files) in check["per_video"].items():
             assert rows == files, (rel_path, rows, files)
             assert (rows > 0) == (videos[rel_path].status == "done"), rel_path
