@@ -1,8 +1,9 @@
 """Input pipelines: face crop files or in-memory crops -> batches of RGB uint8 crops.
 
 One builder, ``make_dataset``, for both sources (as timm's dataset factory). It does only
-what belongs to the host CPU: read (a video's crop pack, or its PNGs decoded; parallel) -> cache (uint8, before any randomness,
-4x smaller than float32) -> shuffle (training) -> batch -> prefetch. Augmentation and the
+what belongs to the host CPU: read (a video's crop pack, or its PNGs decoded; parallel) ->
+cache (uint8, before any randomness, 4x smaller than float32) -> shuffle (training) -> batch ->
+prefetch. Augmentation and the
 backbone's preprocessing are layers of the model (``workers/training/models.py``) and run
 on the accelerator; ``preprocess_for`` applies the preprocessing here instead, only for
 models saved before it moved into the model.
