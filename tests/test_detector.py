@@ -55,9 +55,9 @@ def test_min_face_pixels_never_goes_under_the_package_default():
 
 
 def test_a_min_face_size_above_22_now_finds_the_face(fast, astronaut_rgb):
-    # The package returns nothing at all (its smallest level is under PNet's window)...
-    assert len(eager_detect(fast.mtcnn, [astronaut_rgb], min_face_size=40)) == 0
-    # ...the wrapper's pyramid finds the face.
+    # The `mtcnn` package fails here (its smallest pyramid level is under PNet's window; how it
+    # fails, returning nothing or raising, depends on the TensorFlow version, so it is not
+    # asserted). The wrapper's pyramid finds the face.
     for min_face in (40, 60, 80):
         rows = fast.detect([astronaut_rgb], min_face)
         rows = rows[rows[:, 5] >= 0.95]
