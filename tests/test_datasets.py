@@ -1,4 +1,4 @@
-"""Readers of other datasets' layouts (workers/datasets.py) on samples written by shared/sample_data.py."""
+"""Readers of other datasets' layouts (workers/datasets/) on samples written by shared/sample_data.py."""
 
 import json
 import shutil
@@ -11,7 +11,10 @@ import pytest
 from shared.errors import InputError
 from shared.labels import FAKE, REAL
 from shared.sample_data import make_dfdc_sample, make_ffpp_sample, make_folders_sample
-from workers.datasets import (DatasetVideo, detect_format, read_dataset, read_dfdc, read_ffpp, read_folders)
+from workers.datasets import DatasetVideo, detect_format, read_dataset
+from workers.datasets.dfdc import read_dfdc
+from workers.datasets.ffpp import read_ffpp
+from workers.datasets.folders import read_folders
 
 
 def touch(root: Path, *rels: str) -> Path:
