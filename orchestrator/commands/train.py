@@ -10,7 +10,7 @@ from orchestrator.options import train_config_options
 from orchestrator.output import (format_evaluation, format_prediction, format_report, format_runs, json_option,
                                  print_json, warn)
 from shared.errors import InputError, WorkFailed
-from shared.labels import RUN_FAILED, RUN_RUNNING
+from shared.labels import RUN_FAILED, RUN_QUEUED, RUN_RUNNING
 
 
 @click.command("train")
@@ -90,7 +90,7 @@ def evaluate_command(run_id, dataset, part, wait, as_json):
         print_json(result)
     else:
         click.echo(format_evaluation(result))
-        if result["status"] in ("queued", "running"):
+        if result["status"] in (RUN_QUEUED, RUN_RUNNING):
             click.echo(f"enqueued on queue 'gpu'; follow with `orchestrator report {result['run_id']}` or Flower")
     if result["status"] == RUN_FAILED:
         raise WorkFailed("")
