@@ -45,10 +45,10 @@ def train_command(datasets, wait, resume_run, as_json, **options):
 @json_option
 def report_command(run_id, as_json):
     """Metrics, split, leakage check and artifacts of a run (the latest by default)."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from workers.planning.runs import find_run, run_report
 
-    upgrade_schema()
+    open_database()
     report = run_report(find_run(run_id))
     if as_json:
         print_json(report)
@@ -60,10 +60,10 @@ def report_command(run_id, as_json):
 @json_option
 def runs_command(as_json):
     """Every run with its headline metrics, side by side."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from workers.planning.runs import list_runs
 
-    upgrade_schema()
+    open_database()
     rows = list_runs()
     if as_json:
         print_json(rows)
