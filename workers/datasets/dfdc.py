@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from shared.errors import InputError
@@ -25,6 +25,68 @@ def listings(root: Path, name: str) -> list[Path]:
     return sorted(set(found))
 
 
+@dataclass
+class _Listed:
+    """What the listings of one DFDC folder tree say, read one listing at a time."""
+
+    root: Path
+    groups: Groups = field(default_factory=Groups)
+    warnings: list[str] = field(default_factory=list)
+    # (rel path, label, identity with its group key unset, split, union-find node) per video on disk
+    entries: list[tuple[str, int, Identity, str | None, str]] = field(default_factory=list)
+    listed: set[str] = field(default_factory=set)  # every path a listing names, on disk or not
+    originals_named: dict[str, str] = field(default_factory=dict)  # original file name -> first fake naming it
+
+    def read_metadata(self, path: Path) -> None:
+        """A ``metadata.json``: ``{"x.mp4": {"label": "FAKE"|"REAL", "original": "y.mp4", "split": ...}}``."""
+        where = rel_to(self.root, path)
+        metadata = read_json(path, where, dict, "an object mapping video names to their labels")
+        missing: list[str] = []
+        for name, info in metadata.items():
+            label = info.get("label") if isinstance(info, dict) else None
+            if not (isinstance(name, str) and name.lower().endswith(VIDEO_SUFFIX) and "/" not in name) \
+                    or label not in ("FAKE", "REAL"):
+                self.warnings.append(f"{where}: entry {name!r}: expected a .mp4 name with label FAKE or REAL, "
+                                     f"got {info!r}"[:300])
+                continue
+            video = path.parent / name
+            rel = rel_to(self.root, video)
+            self.listed.add(rel)
+            if not video.is_file():
+                missing.append(name)
+                continue
+            original = info.get("original") if label == "FAKE" else None
+            if label == "FAKE" and not (isinstance(original, str) and original.lower().endswith(VIDEO_SUFFIX)):
+                self.warnings.append(f"{where}: fake {name} names no original video; it is a group of its own")
+                original = None
+            # A fake takes its original's node: the group is named after the real video.
+            node = f"dfdc:{original}" if original else f"dfdc:{name}"
+            self.groups.union(node)
+            if original:
+                self.originals_named.setdefault(original, rel)
+            source_video = rel_to(self.root, path.parent / original) if original else None
+            identity = Identity(Path(original).stem if original else Path(name).stem, None, source_video, "")
+            split = info.get("split") if isinstance(info.get("split"), str) else None
+            self.entries.append((rel, FAKE if label == "FAKE" else REAL, identity, split, node))
+        _warn_missing(self.warnings, where, missing)
+
+    def read_labels(self, path: Path) -> None:
+        """A ``labels.csv`` of the public test set: every video it names is official test."""
+        where = rel_to(self.root, path)
+        missing = []
+        for number, name, label in _read_label_csv(path, self.warnings, where):
+            video = path.parent / name
+            rel = rel_to(self.root, video)
+            self.listed.add(rel)
+            if not video.is_file():
+                missing.append(f"{name} (line {number})")
+                continue
+            node = f"dfdc:{name}"
+            self.groups.find(node)
+            self.entries.append((rel, label, Identity(Path(name).stem, None, None, ""), "test", node))
+        _warn_missing(self.warnings, where, missing)
+
+
 def read_dfdc(root: Path | str) -> DatasetScan:
     """DFDC: every folder (the root, or a subfolder such as ``dfdc_train_part_0/``) holding a
     ``metadata.json`` (``{"x.mp4": {"label": "FAKE"|"REAL", "original": "y.mp4", ...}}``) or a
@@ -39,76 +101,30 @@ def read_dfdc(root: Path | str) -> DatasetScan:
     if not metadata_files and not label_files:
         raise InputError(f"{root}: not a DFDC layout: no {METADATA} or {LABELS} in the folder "
                          "or its subfolders")
-    groups = Groups()
-    warnings: list[str] = []
-    raw: list[tuple[str, int, Identity, str | None, str]] = []  # rel, label, identity, split, node
-    listed: set[str] = set()
-    originals_named: dict[str, str] = {}  # original file name -> first fake naming it
-
+    found = _Listed(root)
     for path in metadata_files:
-        where = rel_to(root, path)
-        metadata = read_json(path, where, dict, "an object mapping video names to their labels")
-        missing: list[str] = []
-        for name, info in metadata.items():
-            label = info.get("label") if isinstance(info, dict) else None
-            if not (isinstance(name, str) and name.lower().endswith(VIDEO_SUFFIX) and "/" not in name) \
-                    or label not in ("FAKE", "REAL"):
-                warnings.append(f"{where}: entry {name!r}: expected a .mp4 name with label FAKE or REAL, "
-                                f"got {info!r}"[:300])
-                continue
-            video = path.parent / name
-            rel = rel_to(root, video)
-            listed.add(rel)
-            if not video.is_file():
-                missing.append(name)
-                continue
-            original = info.get("original") if label == "FAKE" else None
-            if label == "FAKE" and not (isinstance(original, str) and original.lower().endswith(VIDEO_SUFFIX)):
-                warnings.append(f"{where}: fake {name} names no original video; it is a group of its own")
-                original = None
-            # A fake takes its original's node: the group is named after the real video.
-            nodes = [f"dfdc:{original}" if original else f"dfdc:{name}"]
-            groups.union(*nodes)
-            if original:
-                originals_named.setdefault(original, rel)
-            source_video = rel_to(root, path.parent / original) if original else None
-            identity = Identity(Path(original).stem if original else Path(name).stem, None, source_video, "")
-            split = info.get("split") if isinstance(info.get("split"), str) else None
-            raw.append((rel, FAKE if label == "FAKE" else REAL, identity, split, nodes[0]))
-        _warn_missing(warnings, where, missing)
-
+        found.read_metadata(path)
     for path in label_files:
-        where = rel_to(root, path)
-        missing = []
-        for number, name, label in _read_label_csv(path, warnings, where):
-            video = path.parent / name
-            rel = rel_to(root, video)
-            listed.add(rel)
-            if not video.is_file():
-                missing.append(f"{name} (line {number})")
-                continue
-            node = f"dfdc:{name}"
-            groups.find(node)
-            raw.append((rel, label, Identity(Path(name).stem, None, None, ""), "test", node))
-        _warn_missing(warnings, where, missing)
+        found.read_labels(path)
+    warnings = found.warnings
 
     seen: set[str] = set()
     videos = []
-    for rel, label, identity, split, node in raw:
+    for rel, label, identity, split, node in found.entries:
         if rel in seen:
             warnings.append(f"{rel} is listed twice; the first listing is kept")
             continue
         seen.add(rel)
-        videos.append(DatasetVideo(rel, parent_folder(rel), label, replace(identity, group_key=groups.find(node)),
-                                   split == "test", None, split))
+        videos.append(DatasetVideo(rel, parent_folder(rel), label,
+                                   replace(identity, group_key=found.groups.find(node)), split == "test", None, split))
 
     on_disk = {rel_to(root, p) for f in {p.parent for p in metadata_files + label_files} for p in videos_in(f)}
-    unlisted = sorted(on_disk - listed)
+    unlisted = sorted(on_disk - found.listed)
     if unlisted:
         warnings.append(f"{len(unlisted)} videos are in no {METADATA} or {LABELS} and are ignored "
                         f"(first: {unlisted[0]})")
     present_names = {PurePosixPath(v.rel_path).name for v in videos}
-    missing_originals = sorted(set(originals_named) - present_names)
+    missing_originals = sorted(set(found.originals_named) - present_names)
     if missing_originals:
         warnings.append(f"{len(missing_originals)} originals named by fakes are not on disk "
                         f"(first: {missing_originals[0]}); their fakes are still grouped by them")
