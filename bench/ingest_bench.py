@@ -153,7 +153,7 @@ def task_in_process(dataset: Path, data_dir: Path, threads: int, overrides: dict
     from db.models import Crop, Video
     from db.session import reset_engine, session_scope
     from workers.planning.ingest import register_videos
-    from workers.planning.scan import scan_dataset
+    from workers.datasets.celebdf import read_celebdf
     from shared.settings import reset_settings
     from workers.faces import get_detector
     from workers.ingest import IngestParams, process_video
@@ -162,7 +162,7 @@ def task_in_process(dataset: Path, data_dir: Path, threads: int, overrides: dict
     reset_engine()
     upgrade_schema()
     params = IngestParams.from_settings(**overrides)
-    plan = register_videos(scan_dataset(dataset), params.as_dict(), retry_failed=False, embedded=True)
+    plan = register_videos(read_celebdf(dataset), params.as_dict(), retry_failed=False, embedded=True)
     get_detector().warm_up()  # built and traced once per worker process; not part of a video's cost
     per_video, work, crops = [], [], 0
     start, cpu_start = time.perf_counter(), time.process_time()

@@ -122,7 +122,7 @@ def probe(args, report: dict, work: Path, r) -> None:
     from db.session import get_engine, session_scope
     from workers.planning.ingest import dataset_counts, enqueue_videos, register_videos
     from workers.planning.status import export_rows, ingest_status
-    from workers.planning.scan import scan_dataset
+    from workers.datasets.celebdf import read_celebdf
     from workers.planning.runs import plan_run
     from shared.labels import DONE
     from workers.ingest import IngestParams, crop_dir_for, crop_file_name
@@ -131,7 +131,7 @@ def probe(args, report: dict, work: Path, r) -> None:
     report["tree"] = timed(report, "make_tree_s", lambda: make_tree(work / "celeb-df", args.scale))
     upgrade_schema()
     params = IngestParams().as_dict()
-    scan = timed(report, "scan_s", lambda: scan_dataset(work / "celeb-df"))
+    scan = timed(report, "scan_s", lambda: read_celebdf(work / "celeb-df"))
     report["videos"] = len(scan.videos)
     rss_before = rss_mib()
     plan = timed(report, "register_videos_s", lambda: register_videos(scan, params, retry_failed=False,

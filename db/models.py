@@ -4,6 +4,7 @@ evaluations on other datasets."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -17,7 +18,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
+
+from shared.labels import PENDING, RUN_QUEUED
 
 
 def utcnow() -> datetime:
@@ -26,6 +29,22 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict: JSON, list: JSON}
+
+
+class WorkState:
+    """Where a piece of queued work stands (a video's ingest, a training run, an evaluation): its
+    status (a new row's is ``initial_status``), the worker that took it, why it failed, when it ended.
+    What only some of them record (attempts, started_at, task_id) is declared on those."""
+
+    initial_status: ClassVar[str]
+
+    @declared_attr
+    def status(cls) -> Mapped[str]:
+        return mapped_column(String(16), default=cls.initial_status)
+
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Dataset(Base):
@@ -45,8 +64,9 @@ class Dataset(Base):
     videos: Mapped[list["Video"]] = relationship(back_populates="dataset")
 
 
-class Video(Base):
+class Video(WorkState, Base):
     __tablename__ = "videos"
+    initial_status = PENDING  # shared.labels.VIDEO_STATUSES
     __table_args__ = (
         UniqueConstraint("dataset_id", "rel_path", name="uq_videos_dataset_path"),
         # Progress counts and the --then-train barrier ask "what is unfinished in this dataset?".
@@ -70,8 +90,6 @@ class Video(Base):
     # The manipulation method of an FF++ fake ("Deepfakes", "Face2Face", ...); None elsewhere.
     method: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     fps: Mapped[float | None] = mapped_column(Float, nullable=True)
     frames_decoded: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -80,11 +98,9 @@ class Video(Base):
     frames_expected: Mapped[int | None] = mapped_column(Integer, nullable=True)
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
     task_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ingest_id: Mapped[int | None] = mapped_column(ForeignKey("ingests.id"), nullable=True)
 
     dataset: Mapped[Dataset] = relationship(back_populates="videos")
@@ -139,29 +155,26 @@ class Ingest(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Run(Base):
+class Run(WorkState, Base):
     """A training run: its configuration, split, progress, metrics and artifacts."""
 
     __tablename__ = "runs"
+    initial_status = RUN_QUEUED  # shared.labels.RUN_STATUSES
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
     config: Mapped[dict] = mapped_column(JSON)
     split: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     progress: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     history: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     artifacts: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # The lease (workers/training/lease.py): starts so far, and the holder's last heartbeat.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epochs already done
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class SplitMember(Base):
@@ -174,24 +187,21 @@ class SplitMember(Base):
     part: Mapped[str] = mapped_column(String(8))
 
 
-class Evaluation(Base):
+class Evaluation(WorkState, Base):
     """A run's model scored on one dataset's crops (`orchestrator evaluate`): one row per
     (run, dataset, part), replaced when evaluated again."""
 
     __tablename__ = "evaluations"
     __table_args__ = (UniqueConstraint("run_id", "dataset_id", "part", name="uq_evaluations_run_dataset_part"),)
+    initial_status = RUN_QUEUED  # and a run's other statuses
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
     part: Mapped[str] = mapped_column(String(8))  # test|all
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
     videos: Mapped[int | None] = mapped_column(Integer, nullable=True)
     crops: Mapped[int | None] = mapped_column(Integer, nullable=True)
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     artifacts: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -9,6 +9,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from orchestrator.database import database_exists, open_database
 from orchestrator.embedded import ensure_broker_dirs, local_worker_when_embedded, orphaned_videos, purge_embedded_queue
 from orchestrator.output import IngestProgress, TrainingProgress, warn_database_unreachable
 from shared.errors import InputError
@@ -91,9 +92,10 @@ def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | N
     if fmt not in ("auto", *FORMATS):
         raise InputError(f"unknown --format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
     recorded = None
-    if _database_exists():  # a fresh DATA_DIR imports no database code here: the local workers start sooner
+    if database_exists():  # a fresh DATA_DIR imports no database code here: the local workers start sooner
         from workers.planning.ingest import recorded_dataset
 
+        open_database()
         recorded = recorded_dataset(dataset)
     options = dict((recorded or {}).get("scan_options") or {})
     if fmt == "auto" and recorded:
@@ -111,24 +113,6 @@ def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | N
     else:
         options.setdefault("compression", "c23")
     return scan, options
-
-
-def _database_exists() -> bool:
-    """False for a fresh embedded DATA_DIR (no file yet): nothing is recorded, and nothing is created
-    before the input is known to be good."""
-    settings = get_settings()
-    if not settings.database_url.startswith("sqlite"):
-        from db.migrate import upgrade_schema
-
-        upgrade_schema()
-        return True
-    path = settings.database_url.split("///", 1)[-1]
-    if path in ("", ":memory:") or not Path(path).is_file():
-        return False
-    from db.migrate import upgrade_schema
-
-    upgrade_schema()
-    return True
 
 
 def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_confidence: float | None = None,
@@ -149,13 +133,12 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
     # Local workers boot (TensorFlow, MTCNN in every process: seconds) while the database code is
     # imported, the schema migrated and the videos recorded and enqueued: nothing heavy before them.
     with local_worker_when_embedded("cpu", workers, "ingest", announce=progress) as worker:
-        from db.migrate import upgrade_schema
         from workers.planning.ingest import dataset_counts, enqueue_videos, queued_video_ids, register_videos
         from workers.planning.ingest import lost_pending_videos, unfinished_count, wait_until_finished
         from workers.planning.status import ingest_status
 
         queued = None if settings.embedded else queued_video_ids()  # what the broker holds (Redis)
-        upgrade_schema()
+        open_database()
         plan = register_videos(scan, params.as_dict(), retry_failed=retry_failed, embedded=settings.embedded,
                                then_train=then_train is not None, train_options=then_train, queued=queued,
                                name=name.strip() if name else None, scan_options=scan_options or None)
@@ -257,10 +240,9 @@ def recorded_run(run_id: str, timeout_s: float = 60.0):
 def run_training(options: dict, *, wait: bool, progress: bool, datasets: list[str] | None = None) -> dict:
     """Plan the run (on ``datasets``, default every one), dispatch it to the gpu queue, and
     (embedded mode, or --wait) follow it."""
-    from db.migrate import upgrade_schema
     from workers.planning.runs import dispatch_run, find_run, plan_run, run_report
 
-    upgrade_schema()
+    open_database()
     check_train_options(options)
     if get_settings().embedded:
         ensure_broker_dirs()
@@ -273,11 +255,10 @@ def run_training(options: dict, *, wait: bool, progress: bool, datasets: list[st
 
 def resume_training(run_id: str, *, wait: bool, progress: bool) -> dict:
     """`train --resume RUN`: back on the gpu queue if its lease expired; followed like a new run."""
-    from db.migrate import upgrade_schema
     from workers.planning.runs import dispatch_run, find_run, run_report
     from workers.training.lease import take_back_run
 
-    upgrade_schema()
+    open_database()
     if get_settings().embedded:
         ensure_broker_dirs()
     take_back_run(run_id, dispatch_run)
@@ -300,14 +281,13 @@ def follow_run(run_id: str, *, progress: bool) -> None:
 def run_evaluation(run_id: str | None, dataset: str, part: str | None, *, wait: bool) -> dict:
     """Record the evaluation of a run (default: the latest finished one) on a dataset, dispatch it
     to the gpu queue, and (embedded mode, or --wait) follow it to its end."""
-    from db.migrate import upgrade_schema
     from workers.planning.evaluations import (dispatch_evaluation, evaluation_report, plan_evaluation,
                                               wait_for_evaluation)
     from workers.planning.runs import find_run
 
     if not dataset:
         raise InputError("--dataset NAME is required: `orchestrator datasets` lists them")
-    upgrade_schema()
+    open_database()
     run = find_run(run_id, finished=not run_id)
     evaluation_id, warnings = plan_evaluation(run, dataset, part)
     dispatch_evaluation(evaluation_id, summary=f"run {run.id} on {dataset}")
@@ -331,7 +311,6 @@ def finished_run(run_id: str | None, doing: str):
 def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: Path | None = None):
     """(run, [{"video", "fake_probability", "label", "faces"}, ...]); a video that cannot be read
     comes back as {"video", "label": None, "error"}; InputError when none can be read."""
-    from db.migrate import upgrade_schema
     from workers.video import VideoError, open_video
 
     unreadable = []  # every input is checked before anything heavy is loaded
@@ -345,7 +324,7 @@ def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: P
     if len(unreadable) == len(videos):
         raise InputError("; ".join(u["error"] for u in unreadable))
     videos = [p for p in videos if str(p) not in {u["video"] for u in unreadable}]
-    upgrade_schema()
+    open_database()
     run = finished_run(run_id, "predict")
     from shared.quiet import load_tensorflow
 
@@ -360,11 +339,10 @@ def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: P
 
 def export_run_model(run_id: str | None, dest: Path, fmt: str):
     """(run, what was written) for `export-model`: the run's model taking raw uint8 crops."""
-    from db.migrate import upgrade_schema
 
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise InputError(f"{dest}: exists and is not an empty directory")
-    upgrade_schema()
+    open_database()
     run = finished_run(run_id, "be exported")
     from shared.quiet import load_tensorflow
 

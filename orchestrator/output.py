@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from shared.labels import FINISHED_STATUSES, RUN_DONE
+from shared.labels import FINISHED_STATUSES, RUN_DONE, RUNNING
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -37,7 +37,7 @@ class IngestProgress:
     def __call__(self, counts: dict[str, int]) -> None:
         finished = sum(n for status, n in counts.items() if status in FINISHED_STATUSES)
         self.bar.update(finished - self.bar.n)
-        self.bar.set_postfix({k: counts.get(k, 0) for k in ("running", *FINISHED_STATUSES)}, refresh=False)
+        self.bar.set_postfix({k: counts.get(k, 0) for k in (RUNNING, *FINISHED_STATUSES)}, refresh=False)
 
     def close(self) -> None:
         self.bar.close()
@@ -214,7 +214,7 @@ def format_evaluation(evaluation: dict, short: bool = False) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
     head = f"on {evaluation['dataset']} ({evaluation['part']}, {evaluation['videos']} videos, {evaluation['crops']} crops)"
-    if evaluation["status"] != "done":
+    if evaluation["status"] != RUN_DONE:
         return f"{head}: {evaluation['status']}" + (f": {evaluation['error']}" if evaluation.get("error") else "")
     line = (f"{head}: video auc {num(m.get('video_auc'))}  crop auc {num(m.get('auc'))}  "
             f"eer {num(m.get('eer'))}  video accuracy {num(m.get('video_accuracy'))}")

@@ -453,7 +453,7 @@ def _write_video(path: Path, frames: Iterable[np.ndarray], fps: float, size: tup
         writer.release()
 
 
-# --- Other datasets' layouts (FaceForensics++, DFDC, real/fake folders), for workers/datasets.py ----
+# --- Other datasets' layouts (FaceForensics++, DFDC, real/fake folders), for workers/datasets/ ---
 # Small and made on the spot like the Celeb-DF look-alike above: the same faces, backgrounds, motion
 # and blended fakes, only named and listed as those datasets name and list them.
 

@@ -131,9 +131,20 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """Yes or no as people write it in a setting or an option (any case); ValueError for anything else."""
+    word = text.strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(f"{text!r} is not one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+    return word in TRUE_WORDS
+
+
 def _parse(default, raw: str):
     if isinstance(default, bool):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
+        return parse_bool(raw)
     return type(default)(raw)
 
 

@@ -13,23 +13,21 @@ from pathlib import Path
 
 from shared.errors import InputError
 from shared.preprocessing import BACKBONES, DEFAULT_BACKBONE
+from shared.settings import parse_bool
 
 SPLIT_STRATEGIES = ("video", "official", "frame")
 CLASS_WEIGHTS = ("balanced", "none")
 
 
-_TRUE, _FALSE = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
-
-
 def _auto_or_bool(value) -> str | bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text == "auto":
+    if str(value).strip().lower() == "auto":
         return "auto"
-    if text in _TRUE + _FALSE:
-        return text in _TRUE
-    raise ValueError("auto, true or false")
+    try:
+        return parse_bool(str(value))
+    except ValueError:
+        raise ValueError("auto, true or false") from None
 
 
 def _auto_or_count(value) -> str | int:
@@ -183,7 +181,10 @@ def _typed(f, value):
     kind = {"str": str, "int": int, "float": float, "bool": bool}[f.type]
     if kind is bool:
         if isinstance(value, str):
-            return value.strip().lower() in ("1", "true", "yes", "on")
+            try:
+                return parse_bool(value)
+            except ValueError:
+                raise InputError(f"{option_flag(f)} ({f.name}) must be true or false, got {value!r}") from None
         return bool(value)
     if kind is str:
         value = str(value)

@@ -13,7 +13,7 @@ from shared.settings import reset_settings
 from workers.crop_pack import PACK_NAME, read_pack, read_pack_header, write_pack_atomically
 from workers.ingest import IngestParams, process_video
 from workers.planning.ingest import register_videos
-from workers.planning.scan import scan_dataset
+from workers.datasets.celebdf import read_celebdf
 from workers.training.data import crops_from_packs, make_dataset
 
 
@@ -123,7 +123,7 @@ def test_packs_of_another_size_are_resized_like_pngs_and_need_no_file_cache(tmp_
 
 @pytest.fixture
 def registered(local_db, sample_root):
-    return register_videos(scan_dataset(sample_root), IngestParams().as_dict(), retry_failed=False, embedded=True)
+    return register_videos(read_celebdf(sample_root), IngestParams().as_dict(), retry_failed=False, embedded=True)
 
 
 def video_and_crops(rel_path):

@@ -1,4 +1,4 @@
-"""Readers of other datasets' layouts (workers/datasets.py) on samples written by shared/sample_data.py."""
+"""Readers of other datasets' layouts (workers/datasets/) on samples written by shared/sample_data.py."""
 
 import json
 import shutil
@@ -11,7 +11,10 @@ import pytest
 from shared.errors import InputError
 from shared.labels import FAKE, REAL
 from shared.sample_data import make_dfdc_sample, make_ffpp_sample, make_folders_sample
-from workers.datasets import (DatasetVideo, detect_format, read_dataset, read_dfdc, read_ffpp, read_folders)
+from workers.datasets import DatasetVideo, detect_format, read_dataset
+from workers.datasets.dfdc import read_dfdc
+from workers.datasets.ffpp import read_ffpp
+from workers.datasets.folders import read_folders
 
 
 def touch(root: Path, *rels: str) -> Path:
@@ -285,3 +288,21 @@ def test_sample_fakes_are_their_originals_with_another_face(ffpp, dfdc, folders)
         changed = (abs(first_frame(fake) - first_frame(original)).max(axis=2) > 24).mean()
         assert 0.003 < changed < 0.2, (fake.name, changed)  # same footage, another face blended in
         assert frames_in(fake) == frames_in(original) == 10
+
+
+def test_a_new_format_is_one_registry_entry(tmp_path, monkeypatch):
+    """Detection, the error naming every layout and reading all follow READERS; a reader gets only
+    the options it declares."""
+    from workers.datasets import READERS, DatasetScan, Format
+
+    def read_toy(root, level=1):
+        return DatasetScan(root=Path(root), videos=[], format=f"toy{level}")
+
+    toy = Format(name="toy", layout="toy (toy.txt)", matches=lambda root: (root / "toy.txt").is_file(),
+                 read=read_toy, options=("level",))
+    monkeypatch.setitem(READERS, "toy", toy)
+    with pytest.raises(InputError, match=r"toy \(toy.txt\)"):
+        detect_format(tmp_path)
+    (tmp_path / "toy.txt").write_text("")
+    assert detect_format(tmp_path) == "toy"
+    assert read_dataset(tmp_path, level=2, compression="c40").format == "toy2"

@@ -8,7 +8,7 @@ from db.models import Crop, Video
 from db.session import session_scope
 from workers.crop_pack import PACK_NAME, read_pack
 from workers.planning.ingest import register_videos
-from workers.planning.scan import scan_dataset
+from workers.datasets.celebdf import read_celebdf
 from workers.ingest import IngestParams, process_video
 
 PARAMS = IngestParams()
@@ -16,7 +16,7 @@ PARAMS = IngestParams()
 
 @pytest.fixture
 def registered(local_db, sample_root):
-    plan = register_videos(scan_dataset(sample_root), PARAMS.as_dict(), retry_failed=False, embedded=True)
+    plan = register_videos(read_celebdf(sample_root), PARAMS.as_dict(), retry_failed=False, embedded=True)
     return plan
 
 
@@ -98,7 +98,7 @@ def test_margin_and_size_are_honoured(registered, local_db, detector):
 def test_reregistering_adds_nothing_and_keeps_outcomes(registered, sample_root, detector):
     vid = video_id("Celeb-real/id0_0001.mp4")
     process_video(vid, PARAMS, detector=detector)
-    again = register_videos(scan_dataset(sample_root), PARAMS.as_dict(), retry_failed=False, embedded=True)
+    again = register_videos(read_celebdf(sample_root), PARAMS.as_dict(), retry_failed=False, embedded=True)
     assert again.new_videos == 0 and again.total_videos == 12
     assert vid not in {v for v, _ in again.to_enqueue}
     assert len(crops_of(vid)) == 3
@@ -107,7 +107,7 @@ def test_reregistering_adds_nothing_and_keeps_outcomes(registered, sample_root, 
 def test_failed_videos_come_back_only_with_retry_failed(registered, sample_root, detector):
     bad = video_id("Celeb-real/id9_0000.mp4")
     process_video(bad, PARAMS, detector=detector)
-    scan = scan_dataset(sample_root)
+    scan = read_celebdf(sample_root)
     plain = register_videos(scan, PARAMS.as_dict(), retry_failed=False, embedded=True)
     assert bad not in {v for v, _ in plain.to_enqueue}
     retry = register_videos(scan, PARAMS.as_dict(), retry_failed=True, embedded=True)

@@ -102,10 +102,10 @@ def test_a_second_folder_cannot_take_a_dataset_name_in_use(local_db):
 
     from shared.errors import InputError
     from workers.planning.ingest import register_videos
-    from workers.planning.scan import ScanResult
+    from workers.datasets import DatasetScan
 
-    register_videos(ScanResult(root=Path("/data/a/celeb"), videos=[]), {}, retry_failed=False, embedded=True)
+    register_videos(DatasetScan(root=Path("/data/a/celeb"), videos=[]), {}, retry_failed=False, embedded=True)
     with pytest.raises(InputError, match="named 'celeb' already exists \\(/data/a/celeb\\)"):
-        register_videos(ScanResult(root=Path("/data/b/celeb"), videos=[]), {}, retry_failed=False, embedded=True)
+        register_videos(DatasetScan(root=Path("/data/b/celeb"), videos=[]), {}, retry_failed=False, embedded=True)
     # the same folder again is the same dataset
-    register_videos(ScanResult(root=Path("/data/a/celeb"), videos=[]), {}, retry_failed=False, embedded=True)
+    register_videos(DatasetScan(root=Path("/data/a/celeb"), videos=[]), {}, retry_failed=False, embedded=True)

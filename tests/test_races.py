@@ -14,9 +14,9 @@ REGISTER = """
 import sys
 from db.migrate import upgrade_schema
 from workers.planning.ingest import register_videos
-from workers.planning.scan import scan_dataset
+from workers.datasets.celebdf import read_celebdf
 upgrade_schema()
-plan = register_videos(scan_dataset(sys.argv[1]), {}, retry_failed=False, embedded=True)
+plan = register_videos(read_celebdf(sys.argv[1]), {}, retry_failed=False, embedded=True)
 print(plan.dataset_id, plan.total_videos)
 """
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import InputError
-from workers.planning.scan import parse_identity, parse_test_list, scan_dataset
+from workers.datasets.celebdf import parse_identity, parse_test_list, read_celebdf
 from shared.labels import FAKE, REAL
 
 
@@ -66,7 +66,7 @@ def test_scan_finds_videos_labels_and_official_test_set(tmp_path):
          "YouTube-real/00000.mp4", "Celeb-real/readme.txt", "Celeb-real/.hidden.mp4", "Other/x.mp4"],
         test_list="1 Celeb-real/id0_0001.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4",
     )
-    result = scan_dataset(root)
+    result = read_celebdf(root)
     by_path = {v.rel_path: v for v in result.videos}
     assert set(by_path) == {"Celeb-real/id0_0000.mp4", "Celeb-real/id0_0001.mp4",
                             "Celeb-synthesis/id0_id1_0000.mp4", "YouTube-real/00000.mp4"}
@@ -79,18 +79,18 @@ def test_scan_finds_videos_labels_and_official_test_set(tmp_path):
 
 def test_scan_warns_about_fakes_whose_source_is_missing(tmp_path):
     root = make_layout(tmp_path, ["Celeb-real/id0_0000.mp4", "Celeb-synthesis/id3_id1_0007.mp4"])
-    result = scan_dataset(root)
+    result = read_celebdf(root)
     assert any("Celeb-real/id3_0007.mp4" in w for w in result.warnings)
 
 
 def test_missing_directory_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such directory"):
-        scan_dataset(tmp_path / "nope")
+        read_celebdf(tmp_path / "nope")
 
 
 def test_folder_without_celeb_df_layout_names_the_expected_folders(tmp_path):
     (tmp_path / "videos").mkdir()
     with pytest.raises(InputError) as info:
-        scan_dataset(tmp_path)
+        read_celebdf(tmp_path)
     for folder in ("Celeb-real/", "Celeb-synthesis/", "YouTube-real/"):
         assert folder in str(info.value)

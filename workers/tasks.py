@@ -6,6 +6,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from shared.labels import FAILED
 from shared.settings import get_settings
 from workers.celery_app import EVALUATE_TASK, PROCESS_VIDEO_TASK, TRAIN_TASK, app
 
@@ -43,7 +44,7 @@ def process_video_task(self, video_id: int, video: str = "", params: dict | None
         log.exception("video %s (%s) failed", video_id, video)
         record_failure(video_id, exc)
         start_training_when_done(ingest_of_video(video_id))
-        return {"video": video, "video_id": video_id, "status": "failed", "error": str(exc)}
+        return {"video": video, "video_id": video_id, "status": FAILED, "error": str(exc)}
     log.info("%s: %s, %s crops", summary.get("video", video), summary["status"], summary.get("crops", 0))
     run_id = start_training_when_done(summary.get("ingest_id"))  # set only when a barrier waits
     if run_id:

@@ -49,8 +49,9 @@ def db_group():
 @db_group.command("upgrade")
 def db_upgrade_command():
     """Bring the database schema up to date (Alembic migrations)."""
-    from db.migrate import current, upgrade_schema
+    from db.migrate import current
+    from orchestrator.database import open_database
     from shared.settings import get_settings, mask_url
 
-    upgrade_schema()
+    open_database()
     click.echo(f"{mask_url(get_settings().database_url)}: schema at revision {current()}")

@@ -9,7 +9,7 @@ import click
 
 from orchestrator.output import format_ingest, format_prediction, format_report
 from shared.errors import WorkFailed
-from shared.labels import RUN_DONE
+from shared.labels import RUN_DONE, TEST_LIST_NAME
 from shared.preprocessing import BACKBONES
 
 # Chosen so that the model learns on a 2-core laptop in a minute or two (issue #11): the old demo's
@@ -37,7 +37,7 @@ def demo_command(dest, epochs, backbone, image_size, weights, workers):
     from shared.sample_data import make_sample_dataset
     from workers.planning.runs import held_out_examples
 
-    if not (dest / "List_of_testing_videos.txt").exists():
+    if not (dest / TEST_LIST_NAME).exists():
         videos = 2 * DEMO_SAMPLE["reals_per_folder"] + DEMO_SAMPLE["fakes"]
         click.echo(f"1/4 writing a sample Celeb-DF dataset to {dest} ({videos} videos of {DEMO_SAMPLE['seconds']:g} s)")
         make_sample_dataset(dest, **DEMO_SAMPLE)

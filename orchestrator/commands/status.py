@@ -19,10 +19,10 @@ dataset_option = click.option("--dataset", "dataset", default=None, metavar="NAM
 @json_option
 def status_command(dataset, as_json):
     """Where ingest stands: videos by outcome and label, crops, failures."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from workers.planning.status import find_dataset_id, ingest_status
 
-    upgrade_schema()
+    open_database()
     status = ingest_status(find_dataset_id(dataset) if dataset else None)
     if as_json:
         print_json(status)
@@ -35,10 +35,10 @@ def status_command(dataset, as_json):
 @dataset_option
 def export_command(fmt, dataset):
     """Every crop as a row on stdout: video, label, box, confidence, crop path, landmarks, method."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from workers.planning.status import export_columns, export_rows, find_dataset_id
 
-    upgrade_schema()
+    open_database()
     dataset_id = find_dataset_id(dataset) if dataset else None
     out = sys.stdout
     if fmt == "csv":
@@ -56,10 +56,10 @@ def export_command(fmt, dataset):
 @json_option
 def datasets_command(as_json):
     """Every dataset: format, folder, videos by label, crops, official test videos, ingest parameters."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from workers.planning.status import list_datasets
 
-    upgrade_schema()
+    open_database()
     rows = list_datasets()
     if as_json:
         print_json(rows)

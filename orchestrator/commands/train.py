@@ -10,7 +10,7 @@ from orchestrator.options import train_config_options
 from orchestrator.output import (format_evaluation, format_prediction, format_report, format_runs, json_option,
                                  print_json, warn)
 from shared.errors import InputError, WorkFailed
-from shared.labels import RUN_FAILED, RUN_RUNNING
+from shared.labels import RUN_FAILED, RUN_QUEUED, RUN_RUNNING
 
 
 @click.command("train")
@@ -45,10 +45,10 @@ def train_command(datasets, wait, resume_run, as_json, **options):
 @json_option
 def report_command(run_id, as_json):
     """Metrics, split, leakage check and artifacts of a run (the latest by default)."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from workers.planning.runs import find_run, run_report
 
-    upgrade_schema()
+    open_database()
     report = run_report(find_run(run_id))
     if as_json:
         print_json(report)
@@ -60,10 +60,10 @@ def report_command(run_id, as_json):
 @json_option
 def runs_command(as_json):
     """Every run with its headline metrics, side by side."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from workers.planning.runs import list_runs
 
-    upgrade_schema()
+    open_database()
     rows = list_runs()
     if as_json:
         print_json(rows)
@@ -90,7 +90,7 @@ def evaluate_command(run_id, dataset, part, wait, as_json):
         print_json(result)
     else:
         click.echo(format_evaluation(result))
-        if result["status"] in ("queued", "running"):
+        if result["status"] in (RUN_QUEUED, RUN_RUNNING):
             click.echo(f"enqueued on queue 'gpu'; follow with `orchestrator report {result['run_id']}` or Flower")
     if result["status"] == RUN_FAILED:
         raise WorkFailed("")

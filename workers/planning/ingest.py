@@ -15,7 +15,7 @@ from shared.errors import InputError, WorkFailed
 from shared.labels import FAILED, FINISHED_STATUSES, PENDING, RUNNING
 from shared.settings import get_settings
 from workers.celery_app import PROCESS_VIDEO_TASK, app
-from workers.planning.scan import ScanResult
+from workers.datasets import DatasetScan
 from workers.planning.waiting import poll_until
 
 
@@ -61,12 +61,12 @@ def _changed_params(recorded: dict | None, params: dict) -> list[str]:
             if key in recorded and recorded.get(key) != params.get(key)]
 
 
-def find_or_add_dataset(session, scan: ScanResult, name: str | None, params: dict,
+def find_or_add_dataset(session, scan: DatasetScan, name: str | None, params: dict,
                         scan_options: dict | None = None) -> Dataset:
     """The dataset of ``scan.root``, recorded under ``name`` (default: the folder's name).
     InputError (nothing written) when the name belongs to another folder, the folder is recorded
     under another name or format, or its crops were made with other parameters."""
-    root, fmt = str(scan.root), getattr(scan, "format", "celebdf")
+    root, fmt = str(scan.root), scan.format
     dataset = session.scalar(select(Dataset).where(Dataset.root == root))
     if dataset is not None:
         if name and name != dataset.name:
@@ -111,13 +111,13 @@ def recorded_dataset(root: str) -> dict | None:
                 "scan_options": dataset.scan_options or {}}
 
 
-def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embedded: bool,
+def register_videos(scan: DatasetScan, params: dict, *, retry_failed: bool, embedded: bool,
                     then_train: bool = False, train_options: dict | None = None, name: str | None = None,
                     scan_options: dict | None = None, queued: set[int] | None = None) -> IngestPlan:
     """Record every scanned video (nothing already recorded is duplicated or lost) and pick
-    the videos this ingest must process. ``scan`` is a ScanResult or a workers.datasets.DatasetScan
-    (its format and each video's method are recorded). ``queued``: the videos whose message the
-    broker holds (queued_video_ids); a pending video outside it is sent again at once."""
+    the videos this ingest must process (the scan's format and each video's method are recorded).
+    ``queued``: the videos whose message the broker holds (queued_video_ids); a pending video
+    outside it is sent again at once."""
     settings = get_settings()
     with session_scope() as session:
         dataset = find_or_add_dataset(session, scan, name, params, scan_options)
@@ -128,7 +128,7 @@ def register_videos(scan: ScanResult, params: dict, *, retry_failed: bool, embed
             dict(dataset_id=dataset.id, rel_path=e.rel_path, folder=e.folder, label=e.label,
                  source_identity=e.identity.source, target_identity=e.identity.target,
                  source_video=e.identity.source_video, group_key=e.identity.group_key,
-                 official_test=e.official_test, method=getattr(e, "method", None), status=PENDING, attempts=0)
+                 official_test=e.official_test, method=e.method, status=PENDING, attempts=0)
             for e in scan.videos if e.rel_path not in known
         ]
         for chunk in chunked(new_rows):

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 from db.models import Crop, Dataset, Ingest, Run, SplitMember, Video
 from db.session import session_scope
 from shared.errors import InputError
-from shared.labels import DONE, LABEL_NAMES, RUN_DONE, RUN_FINISHED, RUN_QUEUED, RUN_RUNNING
+from shared.labels import DONE, LABEL_NAMES, RUN_DONE, RUN_FINISHED, RUN_QUEUED, RUN_RUNNING, TEST_LIST_NAME
 from shared.settings import get_settings
 from shared.train_config import TrainConfig
 from workers.celery_app import TRAIN_TASK, app
@@ -88,7 +88,7 @@ def plan_run(options: dict, run_id: str | None = None, datasets: list[str] | Non
         where = f"dataset {name!r}: " if len(chosen) > 1 or datasets else ""
         if config["split"] == "official" and refs and not any(ref.official_test for ref in refs):
             raise InputError(f"dataset {name!r} ({fmt}) has no official test set"
-                             + (" (no video is marked by List_of_testing_videos.txt)" if fmt == "celebdf" else "")
+                             + (f" (no video is marked by {TEST_LIST_NAME})" if fmt == "celebdf" else "")
                              + ": use --split video")
         try:
             part = split_crops(refs, config["split"], test_size=config["test_size"],

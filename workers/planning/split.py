@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from shared.errors import InputError
-from shared.labels import FAKE, LABEL_NAMES, REAL
+from shared.labels import FAKE, LABEL_NAMES, REAL, TEST_LIST_NAME
 from shared.train_config import SPLIT_STRATEGIES
 
 TRAIN, VAL, TEST = "train", "val", "test"
@@ -119,7 +119,7 @@ def split_crops(crops: list[CropRef], strategy: str, *, test_size: float = 0.2, 
         if strategy == "official":
             test_videos = {c.video_id for c in crops if c.official_test}
             if not test_videos:
-                raise InputError("no video is marked by List_of_testing_videos.txt: use --split video")
+                raise InputError(f"no video is marked by {TEST_LIST_NAME}: use --split video")
             train_side = defaultdict(list)
             for key, refs in groups.items():
                 kept = [c for c in refs if c.video_id not in test_videos]

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from shared.labels import RUN_DONE
+
 REPORT_FILE = "report.html"
 # Images of a run, in the order the page shows them, with their captions.
 RUN_IMAGES = (
@@ -82,7 +84,7 @@ def render_report_html(report: dict, run_dir: str | Path, evaluations: Iterable[
     if warnings:
         parts.append('<div class="warn"><strong>Do not trust this run as it stands:</strong><ul>'
                      + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul></div>")
-    elif report.get("status") == "done":
+    elif report.get("status") == RUN_DONE:
         parts.append('<p class="ok">No warning: the model does not give every crop the same score, and the '
                      "validation and test parts hold both classes.</p>")
     if report.get("error"):

@@ -1,39 +1,13 @@
-"""Reading a Celeb-DF folder: which videos exist, their labels, identities and test-set marks."""
+"""Celeb-DF: Celeb-real/, YouTube-real/, Celeb-synthesis/ and List_of_testing_videos.txt."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from shared.errors import InputError
 from shared.labels import FOLDER_LABELS, TEST_LIST_LABELS, TEST_LIST_NAME, VIDEO_SUFFIX
-
-
-@dataclass(frozen=True)
-class Identity:
-    source: str | None  # "id0": the person in the source footage
-    target: str | None  # "id3": the face swapped in (fakes only)
-    source_video: str | None  # the real video a fake was made from
-    group_key: str  # videos sharing a key must stay on one side of a split
-
-
-@dataclass(frozen=True)
-class VideoEntry:
-    rel_path: str
-    folder: str
-    label: int
-    identity: Identity
-    official_test: bool = False
-
-
-@dataclass
-class ScanResult:
-    root: Path
-    videos: list[VideoEntry]
-    warnings: list[str] = field(default_factory=list)
-    test_list_found: bool = False
-
+from workers.datasets.base import DatasetScan, DatasetVideo, Format, Identity, check_root, videos_in
 
 _REAL_NAME = re.compile(r"^(id\d+)_(\d+)$")
 _FAKE_NAME = re.compile(r"^(id\d+)_(id\d+)_(\d+)$")
@@ -89,45 +63,42 @@ def parse_test_list(text: str, known: dict[str, int]) -> tuple[set[str], list[st
     return marked, warnings
 
 
-def scan_dataset(root: Path | str) -> ScanResult:
-    """Every ``.mp4`` under the Celeb-DF folders; other files are ignored."""
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise InputError(f"{root}: no such directory")
-    if not root.is_dir():
-        raise InputError(f"{root}: not a directory")
+def read_celebdf(root: Path | str) -> DatasetScan:
+    """Every ``.mp4`` under the Celeb-DF folders (other files are ignored); the official test set
+    from List_of_testing_videos.txt when it is there."""
+    root = check_root(root)
     present = [name for name in FOLDER_LABELS if (root / name).is_dir()]
     if not present:
         expected = ", ".join(f"{name}/" for name in FOLDER_LABELS)
         raise InputError(f"{root}: not a Celeb-DF layout: expected at least one of {expected}")
-    root = root.resolve()
 
-    entries: list[VideoEntry] = []
-    for folder in present:
-        label = FOLDER_LABELS[folder]
-        for path in sorted((root / folder).iterdir()):
-            if path.suffix.lower() != VIDEO_SUFFIX or not path.is_file() or path.name.startswith("."):
-                continue
-            rel = f"{folder}/{path.name}"
-            entries.append(VideoEntry(rel, folder, label, parse_identity(folder, path.stem)))
-
-    result = ScanResult(root=root, videos=entries)
+    labels = {f"{folder}/{path.name}": FOLDER_LABELS[folder]
+              for folder in present for path in videos_in(root / folder)}
+    warnings: list[str] = []
+    marked: set[str] = set()
     test_list = root / TEST_LIST_NAME
-    if test_list.is_file():
-        result.test_list_found = True
-        known = {e.rel_path: e.label for e in entries}
-        marked, warnings = parse_test_list(test_list.read_text(errors="replace"), known)
-        result.warnings.extend(warnings)
-        result.videos = [
-            VideoEntry(e.rel_path, e.folder, e.label, e.identity, e.rel_path in marked) for e in entries
-        ]
-    missing_sources = sorted(
-        {e.identity.source_video for e in entries if e.identity.source_video}
-        - {e.rel_path for e in entries}
-    )
+    test_list_found = test_list.is_file()
+    if test_list_found:
+        marked, warnings = parse_test_list(test_list.read_text(errors="replace"), labels)
+    videos = []
+    for rel, label in labels.items():
+        folder, name = rel.split("/", 1)
+        videos.append(DatasetVideo(rel, folder, label, parse_identity(folder, Path(name).stem), rel in marked,
+                                   None, "test" if rel in marked else None))
+
+    missing_sources = sorted({v.identity.source_video for v in videos if v.identity.source_video} - set(labels))
     if missing_sources and "Celeb-real" in present:
-        result.warnings.append(
+        warnings.append(
             f"{len(missing_sources)} fakes name a source video that is not on disk "
             f"(first: {missing_sources[0]}); they are still grouped by source identity"
         )
-    return result
+    return DatasetScan(root=root, videos=videos, warnings=warnings, test_list_found=test_list_found,
+                       format="celebdf")
+
+
+FORMAT = Format(
+    name="celebdf",
+    layout="Celeb-DF (" + ", ".join(f"{name}/" for name in FOLDER_LABELS) + ")",
+    matches=lambda root: any((root / name).is_dir() for name in FOLDER_LABELS),
+    read=read_celebdf,
+)
