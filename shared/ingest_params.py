@@ -109,6 +109,9 @@ def value_type(f) -> type:
     return f.type
 
 
+_KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number"}
+
+
 def _check(f, value) -> None:
     if value is None and f.default is None:
         return
@@ -117,7 +120,7 @@ def _check(f, value) -> None:
     whole = isinstance(value, int) and not isinstance(value, bool)
     if (kind is bool and not isinstance(value, bool)) or (kind is int and not whole) \
             or (kind is float and not (whole or isinstance(value, float))):
-        raise InputError(f"{name} must be a {kind.__name__}, got {value!r}")
+        raise InputError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}")
     if kind is float and not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value}")
     low, high, above = meta["minimum"], meta["maximum"], meta["above"]
