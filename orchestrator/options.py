@@ -31,10 +31,10 @@ def ingest_params_options(command):
     """Decorate a command with one option per field of IngestParams marked for the command line.
     A valued option's default is None (not given): IngestParams.from_options takes the setting."""
     for f in reversed(ingest_params.option_fields()):
-        flag, kind, help = ingest_params.option_flag(f), ingest_params.value_type(f), ingest_params.option_help(f)
+        flag, kind, text = ingest_params.option_flag(f), ingest_params.value_type(f), ingest_params.option_help(f)
         if kind is bool:
-            option = click.option(flag, f.name, is_flag=True, help=help)
+            option = click.option(flag, f.name, is_flag=True, help=text)
         else:
-            option = click.option(flag, f.name, type=kind, default=None, help=help)
+            option = click.option(flag, f.name, type=kind, default=None, help=text)
         command = option(command)
     return command

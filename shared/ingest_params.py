@@ -78,13 +78,13 @@ class IngestParams:
     def from_dict(cls, recorded: dict | None) -> "IngestParams":
         """Parameters recorded by an ingest or sent in a task message (JSON); what an older record
         lacks comes from settings."""
-        return cls.from_settings(**renamed(recorded or {}))
+        return cls.from_settings(**_renamed(recorded or {}))
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def renamed(recorded: dict) -> dict:
+def _renamed(recorded: dict) -> dict:
     """A record with today's field names."""
     return {_OLDER_NAMES.get(key, key): value for key, value in recorded.items()}
 

@@ -14,11 +14,11 @@ from sqlalchemy import delete, insert, select, update
 
 from db.models import Crop, Dataset, Ingest, Video, utcnow
 from db.session import session_scope
+from shared.ingest_params import IngestParams
 from shared.labels import DONE, FAILED, FINISHED_STATUSES, LANDMARK_COLUMNS, NO_FACE, RUNNING
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings
 from workers.align import align_face
-from shared.ingest_params import IngestParams
 from workers.crop_pack import PACK_NAME, TMP_SUFFIX as PACK_TMP_SUFFIX, write_pack_atomically
 from workers.faces import Box, Landmarks, crop_face, detect_faces, keep_largest_face
 from workers.video import (

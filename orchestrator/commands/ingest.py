@@ -38,11 +38,11 @@ def ingest_command(dataset, workers, fmt, name, compression, splits, retry_faile
     from orchestrator.jobs import check_train_options, run_ingest
     from shared.train_config import TrainConfig
 
+    params = IngestParams.from_options(options)
     then = None
     if then_train or train_options:
         then = TrainConfig.parse_pairs(list(train_options))
         check_train_options(then)  # bad options fail now, before any video is processed
-    params = IngestParams.from_options(options)
     result = run_ingest(dataset, params, workers=workers, retry_failed=retry_failed, wait=wait, progress=not as_json,
                         then_train=then, fmt=fmt, name=name, compression=compression, splits=splits)
     if as_json:
