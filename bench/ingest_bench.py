@@ -72,7 +72,7 @@ def transcode_h264(src: Path, dest: Path) -> Path | None:
     return dest
 
 
-def decode_only(dataset: Path, every_s: float, rounds: int) -> dict:
+def decode_only(dataset: Path, every: float, rounds: int) -> dict:
     """The sampler alone over every video: seconds per video walking and seeking (median of rounds),
     frames decoded per video, seeks made. Run in a fresh process with one OpenCV thread."""
     import cv2
@@ -92,7 +92,7 @@ def decode_only(dataset: Path, every_s: float, rounds: int) -> dict:
             for path in videos:
                 index = index_stream(path) if mode == "seek" else None
                 capture, info = open_video(path)
-                frames = SampledFrames(capture, info.fps, every_s, index)
+                frames = SampledFrames(capture, info.fps, every, index)
                 for _frame in frames:
                     pass
                 capture.release()
@@ -502,6 +502,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--_task":
         print(json.dumps(task_in_process(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5]))))
     elif len(sys.argv) == 3 and sys.argv[1] == "--_decode":
-        print(json.dumps(decode_only(Path(sys.argv[2]), every_s=3.0, rounds=3)))
+        print(json.dumps(decode_only(Path(sys.argv[2]), every=3.0, rounds=3)))
     else:
         main()

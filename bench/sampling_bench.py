@@ -95,7 +95,7 @@ def detect_costs(clips: dict[str, list[Path]], repeat: int) -> dict:
         if "one " in kind:
             continue  # the long video: sampling alone shows the point
         results[kind] = {}
-        for name, params in (("every 3 s", IngestParams(every_s=3.0)), ("8 frames", IngestParams(frames=8)),
+        for name, params in (("every 3 s", IngestParams(every=3.0)), ("8 frames", IngestParams(frames=8)),
                              ("32 frames", IngestParams(frames=32))):
             times, crops = [], set()
             for _ in range(repeat):

@@ -55,7 +55,7 @@ class Dataset(Base):
     # What commands call it (`--dataset NAME`): the folder's name unless `ingest --name` said otherwise.
     name: Mapped[str] = mapped_column(String(128), unique=True)
     format: Mapped[str] = mapped_column(String(16), default="celebdf")  # celebdf|ffpp|dfdc|folders
-    # How its crops were made (workers.ingest.IngestParams, the latest ingest's): runs and predict reuse it.
+    # How its crops were made (shared.ingest_params.IngestParams, the latest ingest's): runs and predict reuse it.
     params: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # What its reader was told (FF++ compression, splits folder): a later ingest reads it the same way.
     scan_options: Mapped[dict | None] = mapped_column(JSON, nullable=True)

@@ -1,9 +1,15 @@
-"""What the commands run: ingest, training and prediction, followed to their end, with embedded
-local workers when no cluster is configured. Commands parse and print; the work is here and below."""
+"""What the commands run: ingest, training, evaluation and prediction, followed to their end, with
+embedded local workers when no cluster is configured.
+
+A command parses, calls one function and prints. It calls one here when the call starts work:
+checks before anything is written, enqueueing, local workers, following progress, loading a model.
+A command that only reads what the database knows (`status`, `export`, `datasets`, `report`, `runs`,
+the demo's held-out examples) calls the read in ``workers.planning`` itself: a function here would
+only pass its arguments on.
+"""
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from contextlib import closing
@@ -13,6 +19,7 @@ from orchestrator.database import database_exists, open_database
 from orchestrator.embedded import ensure_broker_dirs, local_worker_when_embedded, orphaned_videos, purge_embedded_queue
 from orchestrator.output import IngestProgress, TrainingProgress, warn_database_unreachable
 from shared.errors import InputError
+from shared.ingest_params import IngestParams
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
 
@@ -22,25 +29,6 @@ POLL_S = 0.25
 
 # How often `ingest --wait` looks into the broker for pending videos whose message was lost.
 LOST_MESSAGE_LOOK_S = 60.0
-
-# Sane bounds: a crop is resized to size x size (1,000,000 asked cv2 for 3 TB); a margin enlarges the box.
-MAX_CROP_SIZE = 2048
-MAX_MARGIN = 10.0
-
-
-def check_ingest_params(params, workers: int) -> None:
-    if not (math.isfinite(params.every_s) and params.every_s > 0):
-        raise InputError(f"--every must be positive, got {params.every_s}")
-    if not 0.0 <= params.min_confidence <= 1.0:
-        raise InputError(f"--min-confidence must be between 0 and 1, got {params.min_confidence}")
-    if not params.margin >= 0:
-        raise InputError(f"--margin must be 0 or more, got {params.margin}")
-    if not math.isfinite(params.margin) or params.margin > MAX_MARGIN:
-        raise InputError(f"--margin must be at most {MAX_MARGIN}, got {params.margin}")
-    if not 16 <= params.size <= MAX_CROP_SIZE:
-        raise InputError(f"--size must be between 16 and {MAX_CROP_SIZE} pixels, got {params.size}")
-    if workers < 1:
-        raise InputError(f"--workers must be at least 1, got {workers}")
 
 
 def check_train_options(options: dict) -> dict:
@@ -64,22 +52,6 @@ def check_imagenet_weights(backbone: str) -> None:
         build_model(backbone, weights="imagenet")
     except WeightsUnavailableError as exc:
         raise InputError(str(exc)) from None
-
-
-def ingest_params(*, every: float | None = None, frames: int | None = None, min_confidence: float | None = None,
-                  margin: float | None = None, size: int | None = None, largest_face: bool = False,
-                  align: bool = False, workers: int = 1):
-    """The checked IngestParams of the command's options (settings for what is not given)."""
-    from workers.ingest_params import IngestParams
-
-    if frames is not None and every is not None:
-        raise InputError("--frames and --every are exclusive: N frames over the whole video, or one every S seconds")
-    if frames is not None and frames < 1:
-        raise InputError(f"--frames must be at least 1, got {frames}")
-    params = IngestParams.from_settings(every_s=every, frames=frames, min_confidence=min_confidence, margin=margin,
-                                        size=size, largest_face=largest_face or None, align=align or None)
-    check_ingest_params(params, workers)
-    return params
 
 
 def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | None = None,
@@ -115,15 +87,13 @@ def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | N
     return scan, options
 
 
-def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_confidence: float | None = None,
-               margin: float | None = None, size: int | None = None, retry_failed: bool = False,
-               wait: bool = False, progress: bool = True, then_train: dict | None = None, fmt: str = "auto",
-               name: str | None = None, compression: str | None = None, splits: str | None = None,
-               frames: int | None = None, largest_face: bool = False, align: bool = False) -> dict:
+def run_ingest(dataset: str, params: IngestParams, *, workers: int, retry_failed: bool = False, wait: bool = False,
+               progress: bool = True, then_train: dict | None = None, fmt: str = "auto", name: str | None = None,
+               compression: str | None = None, splits: str | None = None) -> dict:
     """Read the dataset's layout, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
     settings = get_settings()
-    params = ingest_params(every=every, frames=frames, min_confidence=min_confidence, margin=margin, size=size,
-                           largest_face=largest_face, align=align, workers=workers)
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
     if name is not None and not name.strip():
         raise InputError("--name must not be empty")
     scan, scan_options = read_dataset_folder(dataset, fmt, compression=compression, splits=splits)

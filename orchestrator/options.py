@@ -1,9 +1,11 @@
-"""Command-line options derived from the declarations they expose (shared/train_config.py)."""
+"""Command-line options derived from the declarations they expose (shared/train_config.py,
+shared/ingest_params.py)."""
 
 from __future__ import annotations
 
 import click
 
+from shared import ingest_params
 from shared.train_config import option_fields
 
 _CLICK_TYPES = {"int": int, "float": float, "str": str}
@@ -21,5 +23,18 @@ def train_config_options(command):
         else:
             kind = click.Choice(meta["choices"], case_sensitive=False) if meta["choices"] else _CLICK_TYPES.get(f.type, str)
             option = click.option(flag, f.name, type=kind, default=f.default, show_default=True, help=meta["help"])
+        command = option(command)
+    return command
+
+
+def ingest_params_options(command):
+    """Decorate a command with one option per field of IngestParams marked for the command line.
+    A valued option's default is None (not given): IngestParams.from_options takes the setting."""
+    for f in reversed(ingest_params.option_fields()):
+        flag, kind, text = ingest_params.option_flag(f), ingest_params.value_type(f), ingest_params.option_help(f)
+        if kind is bool:
+            option = click.option(flag, f.name, is_flag=True, help=text)
+        else:
+            option = click.option(flag, f.name, type=kind, default=None, help=text)
         command = option(command)
     return command

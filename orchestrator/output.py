@@ -199,7 +199,7 @@ def format_datasets(rows: list[dict]) -> str:
     for r in rows:
         params = r["params"] or {}
         sampling = (f"{params['frames']} frames" if params.get("frames") else
-                    f"every {params.get('every_s')} s" if params else "-")
+                    f"every {params.get('every')} s" if params else "-")
         if params.get("align"):
             sampling += ", aligned"
         lines.append(f"{r['name']:<20} {r['format']:<8} {r['videos']:>6} {r['by_label']['real']:>5} "

@@ -67,7 +67,7 @@ def test_flower_shows_queued_then_finished_tasks_with_their_videos(env, private_
             assert task["state"] == "PENDING", (video, task)
             assert task["sent"] and task["received"] is None and task.get("worker") is None
             assert task["routing_key"] == "cpu"
-            assert task["kwargs"]["video_id"] > 0 and task["kwargs"]["params"]["every_s"] == 3.0
+            assert task["kwargs"]["video_id"] > 0 and task["kwargs"]["params"]["every"] == 3.0
 
         with CeleryWorker(env, queues="cpu", concurrency=2, name="flower-test", log_dir=tmp_path):
             waited = run_cli_json(["ingest", str(sample_root), "--wait"], env, expect_code=1)  # 1: the corrupt one

@@ -51,7 +51,7 @@ def test_params_default_to_the_old_behaviour_and_reject_zero_frames():
 
 def test_every_n_seconds_reports_frames_expected_from_the_count(tmp_path):
     path = write_video(tmp_path / "v.avi", 95)
-    result = extract_face_crops(path, IngestParams(every_s=3.0, detect_batch=2), detector=TwoFaces())
+    result = extract_face_crops(path, IngestParams(every=3.0, detect_batch=2), detector=TwoFaces())
     assert result.frames_sampled == result.frames_expected == 4 and result.frames_walked == 95
     assert sorted({c.frame_index for c in result.crops}) == [0, 30, 60, 90]
     assert len(result.crops) == 8  # both faces kept by default

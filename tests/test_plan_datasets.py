@@ -9,7 +9,7 @@ from db.session import session_scope
 from shared.errors import InputError
 from workers.planning.runs import plan_run
 
-PARAMS = {"every_s": 3.0, "frames": 8, "min_confidence": 0.95, "margin": 0.3, "size": 128,
+PARAMS = {"every": 3.0, "frames": 8, "min_confidence": 0.95, "margin": 0.3, "size": 128,
           "detect_max_side": 480, "largest_face": True, "align": True, "detect_batch": 8}
 
 

@@ -50,7 +50,7 @@ def test_sampled_frames_are_the_right_ones(tmp_path):
     path = tmp_path / "numbered.avi"
     write_numbered_video(path, frames=95, fps=10.0)
     capture, info = open_video(path)
-    frames = SampledFrames(capture, info.fps, every_s=3.0)
+    frames = SampledFrames(capture, info.fps, every=3.0)
     got = list(frames)
     capture.release()
     assert [f.index for f in got] == sampled_indices(95, 10.0, 3.0) == [0, 30, 60, 90]
@@ -94,9 +94,9 @@ def write_coded_video(path, frames: int, fps: float = 10.0, fourcc: str = "mp4v"
     writer.release()
 
 
-def sample(path, every_s, index):
+def sample(path, every, index):
     capture, info = open_video(path)
-    frames = SampledFrames(capture, info.fps, every_s, index)
+    frames = SampledFrames(capture, info.fps, every, index)
     got = list(frames)
     capture.release()
     return frames, got
@@ -114,10 +114,10 @@ def test_seeking_returns_the_same_frames_as_walking_and_decodes_fewer(tmp_path):
     path = tmp_path / "coded.mp4"
     write_coded_video(path, 200)
     index = index_stream(path)
-    for every_s in (3.0, 1.3, 0.5, 0.1):
-        walked, by_walk = sample(path, every_s, None)
-        sought, by_seek = sample(path, every_s, index)
-        assert [f.index for f in by_seek] == [f.index for f in by_walk] == sampled_indices(200, 10.0, every_s)
+    for every in (3.0, 1.3, 0.5, 0.1):
+        walked, by_walk = sample(path, every, None)
+        sought, by_seek = sample(path, every, index)
+        assert [f.index for f in by_seek] == [f.index for f in by_walk] == sampled_indices(200, 10.0, every)
         assert all(frame_number(f.image_bgr) == f.index for f in by_seek + by_walk)
         assert sought.frames_walked == walked.frames_walked == 200
         assert sought.frames_decoded <= walked.frames_decoded
@@ -174,9 +174,9 @@ def test_seeking_in_h264_with_b_frames(tmp_path):
                         "-pix_fmt", "yuv420p", str(path)], check=True)
         index = index_stream(path)
         assert index.frame_count == 200
-        for every_s in (3.0, 0.7):
-            sought, frames = sample(path, every_s, index)
-            assert [f.index for f in frames] == sampled_indices(200, 10.0, every_s)
+        for every in (3.0, 0.7):
+            sought, frames = sample(path, every, index)
+            assert [f.index for f in frames] == sampled_indices(200, 10.0, every)
             assert all(frame_number(f.image_bgr) == f.index for f in frames)
 
 
@@ -195,7 +195,7 @@ def test_a_stream_shorter_than_its_index_stops_or_falls_back_to_walking(tmp_path
 def threads_while_decoding(path) -> tuple[int, list[int]]:
     capture, info = open_video(path)
     try:
-        frames = list(SampledFrames(capture, info.fps, every_s=0.5))
+        frames = list(SampledFrames(capture, info.fps, every=0.5))
         return len(os.listdir("/proc/self/task")), [frame_number(f.image_bgr) for f in frames]
     finally:
         capture.release()

@@ -14,11 +14,11 @@ from sqlalchemy import delete, insert, select, update
 
 from db.models import Crop, Dataset, Ingest, Video, utcnow
 from db.session import session_scope
+from shared.ingest_params import IngestParams
 from shared.labels import DONE, FAILED, FINISHED_STATUSES, LANDMARK_COLUMNS, NO_FACE, RUNNING
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings
 from workers.align import align_face
-from workers.ingest_params import IngestParams
 from workers.crop_pack import PACK_NAME, TMP_SUFFIX as PACK_TMP_SUFFIX, write_pack_atomically
 from workers.faces import Box, Landmarks, crop_face, detect_faces, keep_largest_face
 from workers.video import (
@@ -67,7 +67,7 @@ def _extract(capture, info: VideoInfo, params: IngestParams, detector, index) ->
     if params.frames is not None:
         frames = EvenFrames(capture, info.fps, params.frames, info.reported_frames)
     else:
-        frames = SampledFrames(capture, info.fps, params.every_s, index)
+        frames = SampledFrames(capture, info.fps, params.every, index)
     sampled = 0
     batch = []
 
@@ -118,7 +118,7 @@ def _extract(capture, info: VideoInfo, params: IngestParams, detector, index) ->
     if isinstance(frames, EvenFrames):
         expected, walked_to_count = frames.frames_expected, frames.count_walked
     else:
-        expected = (len(sampled_indices(info.reported_frames, info.fps, params.every_s))
+        expected = (len(sampled_indices(info.reported_frames, info.fps, params.every))
                     if info.reported_frames > 0 else None)
         walked_to_count = False
     return VideoCrops(info=info, frames_walked=frames.frames_walked, frames_sampled=sampled, crops=crops,

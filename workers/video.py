@@ -32,16 +32,17 @@ class SampledFrame:
     image_bgr: np.ndarray
 
 
-def sample_step(fps: float, every_s: float) -> float:
-    """Frames between two samples (fractional, so rounding errors do not drift over long videos)."""
-    if every_s <= 0:
+def sample_step(fps: float, every: float) -> float:
+    """Frames between two samples ``every`` seconds apart (fractional, so rounding errors do not
+    drift over long videos)."""
+    if every <= 0:
         raise ValueError("the sampling interval must be positive")
-    return max(fps * every_s, 1.0)
+    return max(fps * every, 1.0)
 
 
-def sample_positions(fps: float, every_s: float) -> Iterator[int]:
-    """Frame indices at t = 0, every_s, 2*every_s, ... (strictly increasing, endless)."""
-    step = sample_step(fps, every_s)
+def sample_positions(fps: float, every: float) -> Iterator[int]:
+    """Frame indices at t = 0, every, 2*every, ... (strictly increasing, endless)."""
+    step = sample_step(fps, every)
     last = -1
     for k in itertools.count():
         index = int(round(k * step))
@@ -50,9 +51,9 @@ def sample_positions(fps: float, every_s: float) -> Iterator[int]:
             yield index
 
 
-def sampled_indices(frame_count: int, fps: float, every_s: float) -> list[int]:
+def sampled_indices(frame_count: int, fps: float, every: float) -> list[int]:
     """The frames sampled in a video of frame_count frames."""
-    return list(itertools.takewhile(lambda i: i < frame_count, sample_positions(fps, every_s)))
+    return list(itertools.takewhile(lambda i: i < frame_count, sample_positions(fps, every)))
 
 
 # FFmpeg threads per opened video; 0 lets FFmpeg start one per core. Worker processes set their own
@@ -160,8 +161,8 @@ class SampledFrames:
     A seek that lands elsewhere than asked raises :class:`SeekMismatch`.
     """
 
-    def __init__(self, capture: cv2.VideoCapture, fps: float, every_s: float, index: StreamIndex | None = None):
-        self.capture, self.fps, self.every_s, self.index = capture, fps, every_s, index
+    def __init__(self, capture: cv2.VideoCapture, fps: float, every: float, index: StreamIndex | None = None):
+        self.capture, self.fps, self.every, self.index = capture, fps, every, index
         self.frames_walked = 0
         self.frames_decoded = 0  # frames the decoder went through (grabbed, or decoded by a seek)
         self.seeks = 0
@@ -170,7 +171,7 @@ class SampledFrames:
         if self.index is not None:
             yield from self._seeking()
             return
-        positions = sample_positions(self.fps, self.every_s)
+        positions = sample_positions(self.fps, self.every)
         next_index = next(positions)
         while self.capture.grab():
             index = self.frames_walked
@@ -187,7 +188,7 @@ class SampledFrames:
         keyframes, count = self.index.keyframes, self.index.frame_count
         position = 0  # the frame the next grab() returns
         self.frames_walked = count
-        for target in sampled_indices(count, self.fps, self.every_s):
+        for target in sampled_indices(count, self.fps, self.every):
             start = seek_start(keyframes, target)
             if start - position > SEEK_OVERHEAD_FRAMES:
                 self.capture.set(cv2.CAP_PROP_POS_FRAMES, target)
@@ -257,8 +258,6 @@ class EvenFrames:
 
     def __init__(self, capture: cv2.VideoCapture, fps: float, frames: int, reported_frames: int,
                  *, seek_min_gap: int | None = None):
-        if frames < 1:
-            raise ValueError("the number of frames must be at least 1")
         self.capture, self.fps, self.frames = capture, fps, frames
         self.reported_frames = reported_frames
         self.seek_min_gap = SEEK_MIN_GAP if seek_min_gap is None else seek_min_gap

@@ -1,4 +1,5 @@
-"""One module per command; cli.py registers everything listed here."""
+"""The commands, grouped by what they touch; cli.py registers everything listed here. Each parses,
+calls one function (orchestrator.jobs for work, workers.planning for a read) and prints."""
 
 from orchestrator.commands.data import db_group, sample_data_command
 from orchestrator.commands.demo import demo_command

@@ -34,6 +34,7 @@ DEMO_TRAIN = dict(backbone="tiny", weights="none", image_size=64, epochs=15, bat
 def demo_command(dest, epochs, backbone, image_size, weights, workers):
     """Make sample data, ingest it, train a small model, report, and judge a held-out real and fake."""
     from orchestrator.jobs import predict_videos, run_ingest, run_training
+    from shared.ingest_params import IngestParams
     from shared.sample_data import make_sample_dataset
     from workers.planning.runs import held_out_examples
 
@@ -44,7 +45,8 @@ def demo_command(dest, epochs, backbone, image_size, weights, workers):
     else:
         click.echo(f"1/4 using the sample dataset in {dest}")
     click.echo(f"2/4 ingest: one task per video on local Celery workers, a frame every {DEMO_EVERY_S} s")
-    result = run_ingest(str(dest), workers=workers or os.cpu_count() or 1, every=DEMO_EVERY_S, wait=True, progress=True)
+    result = run_ingest(str(dest), IngestParams.from_options({"every": DEMO_EVERY_S}),
+                        workers=workers or os.cpu_count() or 1, wait=True, progress=True)
     click.echo(format_ingest(result))
     options = {**DEMO_TRAIN, "epochs": epochs, "backbone": backbone, "image_size": image_size, "weights": weights}
     click.echo(f"3/4 train: {backbone} from {'scratch' if weights == 'none' else weights}, {image_size}x{image_size} "

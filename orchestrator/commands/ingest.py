@@ -7,10 +7,11 @@ import os
 
 import click
 
+from orchestrator.options import ingest_params_options
 from orchestrator.output import format_ingest, json_option, print_json, warn
 from shared.errors import WorkFailed
+from shared.ingest_params import IngestParams
 from shared.labels import RUN_FAILED
-from shared.settings import setting_help
 
 
 @click.command("ingest")
@@ -24,34 +25,26 @@ from shared.settings import setting_help
               help="FF++: which compression's videos to read [default: c23, or what the last ingest used].")
 @click.option("--splits", default=None, metavar="DIR",
               help="FF++: the folder of train.json / val.json / test.json [default: DATASET/splits].")
-@click.option("--every", type=float, default=None, help=setting_help("sample_every_s"))
-@click.option("--frames", type=int, default=None,
-              help="N frames evenly spaced over the whole video (the field's protocol) instead of --every.")
-@click.option("--largest-face", is_flag=True, help="Keep only the largest face of each frame [default: every face].")
-@click.option("--align", is_flag=True, help="Rotate and scale each face so the eyes are level (MTCNN's landmarks).")
-@click.option("--min-confidence", type=float, default=None, help=setting_help("min_confidence"))
-@click.option("--margin", type=float, default=None, help=setting_help("crop_margin"))
-@click.option("--size", type=int, default=None, help=setting_help("crop_size"))
+@ingest_params_options
 @click.option("--retry-failed", is_flag=True, help="Process videos that failed before once more.")
 @click.option("--wait", is_flag=True, help="With a broker configured: follow progress until done.")
 @click.option("--then-train", is_flag=True, help="Start training once, when the last video is finished.")
 @click.option("--train-option", "train_options", multiple=True, metavar="KEY=VALUE",
               help="A `train` option for --then-train, e.g. epochs=1 weights=none (repeatable).")
 @json_option
-def ingest_command(dataset, workers, fmt, name, compression, splits, every, frames, largest_face, align,
-                   min_confidence, margin, size, retry_failed, wait, then_train, train_options, as_json):
+def ingest_command(dataset, workers, fmt, name, compression, splits, retry_failed, wait, then_train, train_options,
+                   as_json, **options):
     """Record every video of a dataset folder and turn each into face crops (one task per video)."""
     from orchestrator.jobs import check_train_options, run_ingest
     from shared.train_config import TrainConfig
 
+    params = IngestParams.from_options(options)
     then = None
     if then_train or train_options:
         then = TrainConfig.parse_pairs(list(train_options))
         check_train_options(then)  # bad options fail now, before any video is processed
-    result = run_ingest(dataset, workers=workers, every=every, min_confidence=min_confidence, margin=margin,
-                        size=size, retry_failed=retry_failed, wait=wait, progress=not as_json, then_train=then,
-                        fmt=fmt, name=name, compression=compression, splits=splits, frames=frames,
-                        largest_face=largest_face, align=align)
+    result = run_ingest(dataset, params, workers=workers, retry_failed=retry_failed, wait=wait, progress=not as_json,
+                        then_train=then, fmt=fmt, name=name, compression=compression, splits=splits)
     if as_json:
         print_json(result)
     else:

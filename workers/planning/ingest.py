@@ -51,7 +51,7 @@ class IngestPlan:
 
 # Parameters that change what a crop looks like: a dataset's crops are all made with the same ones.
 # (detect_batch only groups the detector's calls.)
-CROP_PARAMS = ("every_s", "frames", "min_confidence", "margin", "size", "detect_max_side", "largest_face", "align")
+CROP_PARAMS = ("every", "frames", "min_confidence", "margin", "size", "detect_max_side", "largest_face", "align")
 
 
 def _changed_params(recorded: dict | None, params: dict) -> list[str]:
