@@ -14,6 +14,7 @@ from orchestrator.output import IngestProgress, TrainingProgress, warn_database_
 from shared.errors import InputError
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
+from shared.train_config import TrainConfig
 
 # How often a followed command reads progress from the database (one small query).
 POLL_S = 0.25
@@ -42,15 +43,13 @@ def check_ingest_params(params, workers: int) -> None:
         raise InputError(f"--workers must be at least 1, got {workers}")
 
 
-def check_train_options(options: dict) -> dict:
-    """Resolved training options; in embedded mode, ImageNet weights are checked now (offline:
-    a one-line error) rather than after a worker has started."""
-    from workers.planning.runs import check_options
-
-    resolved = check_options(options)
-    if get_settings().embedded and resolved["weights"].lower() == "imagenet":
-        check_imagenet_weights(resolved["backbone"])
-    return resolved
+def check_train_options(options: dict) -> TrainConfig:
+    """The checked training configuration (the one check of a run's options); in embedded mode,
+    ImageNet weights are checked now (offline: a one-line error) rather than after a worker has started."""
+    config = TrainConfig.from_options(options, check_files=True)
+    if get_settings().embedded and config.weights.lower() == "imagenet":
+        check_imagenet_weights(config.backbone)
+    return config
 
 
 def check_imagenet_weights(backbone: str) -> None:
@@ -261,10 +260,10 @@ def run_training(options: dict, *, wait: bool, progress: bool, datasets: list[st
     from workers.planning.runs import dispatch_run, find_run, plan_run, run_report
 
     upgrade_schema()
-    check_train_options(options)
+    config = check_train_options(options)
     if get_settings().embedded:
         ensure_broker_dirs()
-    run_id, _ = plan_run(options, datasets=datasets)
+    run_id, _ = plan_run(config, datasets=datasets)
     dispatch_run(run_id, find_run(run_id).config)
     if get_settings().embedded or wait:
         follow_run(run_id, progress=progress)
@@ -369,9 +368,9 @@ def export_run_model(run_id: str | None, dest: Path, fmt: str):
     from shared.quiet import load_tensorflow
 
     load_tensorflow()
-    from workers.predict import load_run_model
     from workers.training.export import export_model
+    from workers.training.inference import load_model
 
-    model = load_run_model(run.artifacts["model"])
+    model = load_model(run.artifacts["model"])
     return run, export_model(model, dest, fmt, backbone=run.config["backbone"],
                              threshold=run.config.get("threshold"), run_id=run.id)
