@@ -11,7 +11,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import keras, tensorflow as tf
-from workers.training.fit import train, load_model, predict_probabilities
+from shared.train_config import TrainConfig
+from workers.training.fit import train
+from workers.training.inference import load_model, predict_probabilities
 from workers.training.data import make_dataset
 from workers.training.evaluate import compute_metrics
 
@@ -43,7 +45,7 @@ if momentum != "keep":
 out = Path(f"/tmp/constant-model-{backbone}-{epochs}-{size}-{momentum}")
 t0 = time.time()
 fitted = train([p for p, *_ in sp["train"]], [l for _, l, _ in sp["train"]], [p for p, *_ in sp["val"]], [l for _, l, _ in sp["val"]],
-               dict(backbone=backbone, weights="none", epochs=epochs, batch_size=16, image_size=size, learning_rate=float(os.environ.get("LR", "1e-4"))), out)
+               TrainConfig.from_options(dict(backbone=backbone, weights="none", epochs=epochs, batch_size=16, image_size=size, learning_rate=float(os.environ.get("LR", "1e-4")))), out)
 print("train s", round(time.time() - t0, 1), "best", fitted["best_epoch"], {k: [round(x, 3) for x in v] for k, v in fitted["history"].items()})
 model = load_model(fitted["model_path"])
 tp = [p for p, *_ in sp["test"]]; tl = [l for _, l, _ in sp["test"]]; tv = [v for *_, v in sp["test"]]

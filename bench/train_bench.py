@@ -542,6 +542,8 @@ def replica_check(args) -> dict:
 
     import cv2
 
+    from shared.train_config import TrainConfig
+
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for i in range(12):
@@ -551,9 +553,9 @@ def replica_check(args) -> dict:
         crop_labels = [i % 2 for i in range(12)]
         fit.build_model = lambda backbone, **kw: build_model(backbone, base=tiny(kw["image_size"]),
                                                               **{k: v for k, v in kw.items() if k != "weights"})
-        result = fit.train(paths[:8], crop_labels[:8], paths[8:], crop_labels[8:],
-                           {"weights": "none", "epochs": 1, "batch_size": 4, "image_size": size,
-                            "jit": True, "backbone": "mobilenetv2"}, Path(folder) / "run")
+        config = TrainConfig.from_options({"weights": "none", "epochs": 1, "batch_size": 4, "image_size": size,
+                                           "jit": True, "backbone": "mobilenetv2"})
+        result = fit.train(paths[:8], crop_labels[:8], paths[8:], crop_labels[8:], config, Path(folder) / "run")
     report["train"] = {k: result["config"][k] for k in ("replicas_used", "global_batch_size", "devices",
                                                         "jit", "jit_used")}
     report["train"]["loss"] = result["history"]["loss"]

@@ -22,6 +22,7 @@ from shared.errors import InputError
 from shared.ingest_params import IngestParams
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
+from shared.train_config import TrainConfig
 
 # How often a followed command reads progress from the database (one small query).
 POLL_S = 0.25
@@ -31,15 +32,13 @@ POLL_S = 0.25
 LOST_MESSAGE_LOOK_S = 60.0
 
 
-def check_train_options(options: dict) -> dict:
-    """Resolved training options; in embedded mode, ImageNet weights are checked now (offline:
-    a one-line error) rather than after a worker has started."""
-    from workers.planning.runs import check_options
-
-    resolved = check_options(options)
-    if get_settings().embedded and resolved["weights"].lower() == "imagenet":
-        check_imagenet_weights(resolved["backbone"])
-    return resolved
+def check_train_options(options: dict) -> TrainConfig:
+    """The checked training configuration (the one check of a run's options); in embedded mode,
+    ImageNet weights are checked now (offline: a one-line error) rather than after a worker has started."""
+    config = TrainConfig.from_options(options, check_files=True)
+    if get_settings().embedded and config.weights.lower() == "imagenet":
+        check_imagenet_weights(config.backbone)
+    return config
 
 
 def check_imagenet_weights(backbone: str) -> None:
@@ -212,11 +211,11 @@ def run_training(options: dict, *, wait: bool, progress: bool, datasets: list[st
     (embedded mode, or --wait) follow it."""
     from workers.planning.runs import dispatch_run, find_run, plan_run, run_report
 
+    config = check_train_options(options)
     open_database()
-    check_train_options(options)
     if get_settings().embedded:
         ensure_broker_dirs()
-    run_id, _ = plan_run(options, datasets=datasets)
+    run_id, _ = plan_run(config, datasets=datasets)
     dispatch_run(run_id, find_run(run_id).config)
     if get_settings().embedded or wait:
         follow_run(run_id, progress=progress)
@@ -317,9 +316,9 @@ def export_run_model(run_id: str | None, dest: Path, fmt: str):
     from shared.quiet import load_tensorflow
 
     load_tensorflow()
-    from workers.predict import load_run_model
     from workers.training.export import export_model
+    from workers.training.inference import load_model
 
-    model = load_run_model(run.artifacts["model"])
+    model = load_model(run.artifacts["model"])
     return run, export_model(model, dest, fmt, backbone=run.config["backbone"],
                              threshold=run.config.get("threshold"), run_id=run.id)

@@ -6,22 +6,23 @@ from __future__ import annotations
 import click
 
 from shared import ingest_params
-from shared.train_config import option_fields
-
-_CLICK_TYPES = {"int": int, "float": float, "str": str}
+from shared.train_config import field_type, option_fields, option_flag
 
 
 def train_config_options(command):
     """Decorate a command with one option per field of TrainConfig marked for the command line."""
     for f in reversed(option_fields()):
         meta = f.metadata
-        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        flag = option_flag(f)
         if meta["switch"]:
             option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=meta["help"])
-        elif f.type == "bool":
+        elif field_type(f) is bool:
             option = click.option(flag, f.name, is_flag=True, default=f.default, help=meta["help"])
         else:
-            kind = click.Choice(meta["choices"], case_sensitive=False) if meta["choices"] else _CLICK_TYPES.get(f.type, str)
+            if meta["choices"]:
+                kind = click.Choice(meta["choices"], case_sensitive=False)
+            else:  # a field with its own parser (replicas: auto or N) takes the text as given
+                kind = str if meta["parse"] else field_type(f)
             option = click.option(flag, f.name, type=kind, default=f.default, show_default=True, help=meta["help"])
         command = option(command)
     return command

@@ -1,14 +1,17 @@
 """A training run's configuration: every option with its default, type, choices and help, once.
 
-The `train` command's options, `--train-option KEY=VALUE` parsing, the checks of the planner and
-of the training code are all derived from ``TrainConfig``. A run's resolved configuration is
-``TrainConfig.as_dict()`` plus what planning adds (ingest parameters, data folder).
+The `train` command's options, `--train-option KEY=VALUE` parsing and the one check of a run's
+options are all derived from ``TrainConfig``. Options are checked once, where they come in
+(``from_options``); planning and training then pass the typed object. It becomes a dict only at the
+edges: the run's record and ``config.json`` (``as_dict()`` plus what planning adds: ingest
+parameters, data folder), read back with ``from_record``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from shared.errors import InputError
@@ -108,6 +111,13 @@ class TrainConfig:
         return config
 
     @classmethod
+    def from_record(cls, record: dict) -> "TrainConfig":
+        """The configuration a run recorded (checked by ``from_options`` when it was planned), as it
+        was: no second check. Keys that are not training options (ingest, data_dir) are left out."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in names})
+
+    @classmethod
     def parse_pairs(cls, pairs: list[str]) -> dict:
         """["epochs=1", "weights=none"] -> {"epochs": 1, "weights": "none"} (unchecked beyond types)."""
         known = {f.name: f for f in fields(cls)}
@@ -122,7 +132,7 @@ class TrainConfig:
             try:
                 options[key] = _typed(known[key], value.strip())
             except InputError:
-                raise InputError(f"--train-option {pair!r}: {value!r} is not a {known[key].type}") from None
+                raise InputError(f"--train-option {pair!r}: {value!r} is not a {_type_name(known[key])}") from None
         return options
 
     def as_dict(self) -> dict:
@@ -166,9 +176,17 @@ def option_fields() -> list:
     return [f for f in fields(TrainConfig) if f.metadata["cli"]]
 
 
-def field_default(name: str):
-    f = next(f for f in fields(TrainConfig) if f.name == name)
-    return f.default if f.default is not MISSING else None
+def field_type(f) -> type:
+    """The field's declared type (``from __future__ import annotations`` leaves only its text)."""
+    return _FIELD_TYPES[f.name]
+
+
+_FIELD_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _type_name(f) -> str:
+    kind = field_type(f)
+    return getattr(kind, "__name__", str(kind))  # int, or "str | bool"
 
 
 def _typed(f, value):
@@ -178,7 +196,7 @@ def _typed(f, value):
             return f.metadata["parse"](value)
         except ValueError as exc:
             raise InputError(f"{option_flag(f)} ({f.name}) must be {exc}, got {value!r}") from None
-    kind = {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+    kind = field_type(f)
     if kind is bool:
         if isinstance(value, str):
             try:

@@ -39,7 +39,7 @@ def crops():
 
 
 def keras_probabilities(model, crops):
-    from workers.training.fit import predict_probabilities
+    from workers.training.inference import predict_probabilities
 
     return predict_probabilities(model, crops, backbone="mobilenetv2")
 
@@ -64,7 +64,8 @@ def test_export_takes_raw_uint8_crops_and_matches_keras(model, crops, tmp_path, 
 def test_a_model_with_preprocessing_inside_is_not_preprocessed_twice(crops, tmp_path):
     import keras
 
-    from workers.training.export import export_model, includes_preprocessing, load_export
+    from workers.training.export import export_model, load_export
+    from workers.training.inference import preprocesses_itself
 
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocessing")(inputs)
@@ -72,7 +73,7 @@ def test_a_model_with_preprocessing_inside_is_not_preprocessed_twice(crops, tmp_
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(1, activation="sigmoid")(x)
     raw_model = keras.Model(inputs, outputs)
-    assert includes_preprocessing(raw_model)
+    assert preprocesses_itself(raw_model)
 
     export_model(raw_model, tmp_path / "raw", "savedmodel", backbone=None)
 

@@ -13,7 +13,7 @@ import pytest
 def test_tiny_builds_a_model_named_for_its_preprocessing():
     import keras
 
-    from workers.training.fit import model_backbone
+    from workers.training.inference import model_backbone
     from workers.training.models import build_model
 
     model = build_model("tiny", weights="none", image_size=64)

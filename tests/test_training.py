@@ -17,9 +17,11 @@ import pytest
 import tensorflow as tf
 
 from shared.preprocessing import load_crop, preprocess
+from shared.train_config import TrainConfig
 from workers.training import fit
 from workers.training.data import make_dataset
-from workers.training.fit import load_model, predict_probabilities, resolve_train_config, train
+from workers.training.fit import train
+from workers.training.inference import load_model, model_backbone, predict_probabilities
 from workers.training.models import (
     BackbonePreprocessing,
     CropAugmentation,
@@ -200,7 +202,8 @@ def test_imagenet_weights_offline_raise_weights_unavailable_quickly():
 
 def test_train_end_to_end_with_resnet50(crops, tmp_path):
     events = []
-    config = {"backbone": "resnet50", "weights": "none", "epochs": 1, "batch_size": 8, "seed": 7}
+    config = TrainConfig.from_options({"backbone": "resnet50", "weights": "none", "epochs": 1, "batch_size": 8,
+                                       "seed": 7})
 
     result = train(
         crops["train_paths"],
@@ -241,7 +244,7 @@ def test_train_end_to_end_with_resnet50(crops, tmp_path):
     # The saved model takes raw crops: plain model.predict gives the same.
     direct = model.predict(np.stack([load_crop(p) for p in crops["val_paths"]]), verbose=0).reshape(-1)
     np.testing.assert_allclose(direct, probabilities, atol=1e-5)
-    assert fit.model_backbone(model) == "resnet50"
+    assert model_backbone(model) == "resnet50"
     np.testing.assert_allclose(predict_probabilities(model, crops["val_paths"]), probabilities, atol=1e-5)
     with pytest.raises(ValueError, match="built on resnet50"):
         predict_probabilities(model, crops["val_paths"], backbone="mobilenetv2")
@@ -265,7 +268,7 @@ def tiny_model(backbone="resnet50", weights=None, image_size=128, **options):
 def test_train_without_validation_runs_every_epoch_and_saves_the_final_model(crops, tmp_path, monkeypatch):
     monkeypatch.setattr(fit, "build_model", tiny_model)
     events = []
-    config = {"weights": "none", "epochs": 2, "batch_size": 4, "class_weight": "none"}
+    config = TrainConfig.from_options({"weights": "none", "epochs": 2, "batch_size": 4, "class_weight": "none"})
 
     result = train(crops["train_paths"], crops["train_labels"], [], [], config, tmp_path, events.append)
 
@@ -290,11 +293,11 @@ def test_progress_reports_are_throttled_between_epoch_events():
     assert events[-1]["val_loss"] == 0.6 and events[-1]["batch"] == 100
 
 
-def test_train_rejects_bad_config(crops, tmp_path):
+def test_train_config_rejects_bad_options():
     with pytest.raises(ValueError, match="class_weight"):
-        train(crops["train_paths"], crops["train_labels"], [], [], {"class_weight": "auto"}, tmp_path)
+        TrainConfig.from_options({"class_weight": "auto"})
     with pytest.raises(ValueError, match="backbone"):
-        train(crops["train_paths"], crops["train_labels"], [], [], {"backbone": "vgg"}, tmp_path)
+        TrainConfig.from_options({"backbone": "vgg"})
 
 
 def test_predict_on_nothing_returns_an_empty_array():
@@ -346,7 +349,7 @@ def test_model_saved_and_loaded_in_safe_mode_predicts_the_same(tmp_path):
 
     loaded = load_model(tmp_path / "model.keras")  # safe_mode=True: no Lambda, registered layers only
 
-    assert fit.model_backbone(loaded) == "mobilenetv2"
+    assert model_backbone(loaded) == "mobilenetv2"
     np.testing.assert_allclose(predict_probabilities(loaded, images), model.predict(images, verbose=0).ravel(),
                                atol=1e-6)
 
@@ -425,7 +428,8 @@ def test_mixed_precision_on_cpu_predicts_like_float32_and_trains():
 
 def test_train_records_xla_replicas_and_global_batch(crops, tmp_path, monkeypatch):
     monkeypatch.setattr(fit, "build_model", tiny_model)
-    config = {"weights": "none", "epochs": 1, "batch_size": 4, "jit": "on", "class_weight": "none"}
+    config = TrainConfig.from_options({"weights": "none", "epochs": 1, "batch_size": 4, "jit": "on",
+                                       "class_weight": "none"})
 
     result = train(crops["train_paths"], crops["train_labels"], crops["val_paths"], crops["val_labels"],
                    config, tmp_path)
@@ -437,14 +441,14 @@ def test_train_records_xla_replicas_and_global_batch(crops, tmp_path, monkeypatc
     assert predict_probabilities(load_model(result["model_path"]), crops["val_paths"]).shape == (8,)
 
 
-def test_resolve_train_config_checks_jit_and_replicas():
-    assert resolve_train_config({})["jit"] == "auto" and resolve_train_config({})["replicas"] == "auto"
-    assert resolve_train_config({"jit": "off"})["jit"] is False
-    assert resolve_train_config({"jit": True, "replicas": "2"})["replicas"] == 2
+def test_train_config_checks_jit_and_replicas():
+    assert TrainConfig.from_options({}).jit == "auto" and TrainConfig.from_options({}).replicas == "auto"
+    assert TrainConfig.from_options({"jit": "off"}).jit is False
+    assert TrainConfig.from_options({"jit": True, "replicas": "2"}).replicas == 2
     with pytest.raises(ValueError, match="jit"):
-        resolve_train_config({"jit": "maybe"})
+        TrainConfig.from_options({"jit": "maybe"})
     with pytest.raises(ValueError, match="replicas"):
-        resolve_train_config({"replicas": 0})
+        TrainConfig.from_options({"replicas": 0})
     with pytest.raises(ValueError, match="device"):
         fit.distribution_strategy(64)
 

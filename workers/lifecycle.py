@@ -1,20 +1,53 @@
-"""What a worker does around its tasks: load libraries before the fork, models after it."""
+"""What a worker does around its tasks: load libraries before the fork, models after it, and on
+GPU workers, take back training runs whose holder went silent."""
 
 from __future__ import annotations
 
 import logging
 
+from celery import bootsteps
 from celery.signals import celeryd_after_setup, worker_process_init
 
 from shared.settings import get_settings
-from workers.celery_app import CPU_QUEUE, app
-from workers.training.lease import LeaseSweep
+from workers.celery_app import CPU_QUEUE, GPU_QUEUE, app
+from workers.planning.runs import dispatch_run
+from workers.training.lease import take_back_expired_runs
 
 log = logging.getLogger(__name__)
 _consumes_cpu_queue = False
 
-# GPU workers take back training runs whose lease expired (workers/training/lease.py). This module
-# is imported (the app's `include`) before a worker builds its steps.
+
+class LeaseSweep(bootsteps.StartStopStep):
+    """In every cluster worker that consumes the gpu queue: every TRAIN_HEARTBEAT_S, take back the runs
+    whose lease expired (workers/training/lease.py). Runs on the worker's timer (its main thread), so
+    no thread is alive in a process that forks pool children."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.tref = None
+
+    def start(self, worker):
+        if GPU_QUEUE not in worker.app.amqp.queues.consume_from or get_settings().embedded:
+            # Embedded mode: the local worker lives for one command; it must not pick up a run an
+            # earlier, interrupted command left behind (`orchestrator train --resume RUN` does).
+            return
+        self.tref = worker.timer.call_repeatedly(get_settings().train_heartbeat_s, self.sweep, priority=10)
+
+    def sweep(self):
+        try:
+            take_back_expired_runs(dispatch_run)
+        except Exception as exc:  # the database or broker blinked: the next sweep tries again
+            log.warning("lease sweep failed: %s", exc)
+
+    def stop(self, worker):
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+
+# This module is imported (the app's `include`) before a worker builds its steps.
 app.steps["worker"].add(LeaseSweep)
 
 

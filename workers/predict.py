@@ -12,12 +12,6 @@ from workers.ingest import IngestParams, extract_face_crops
 from workers.video import VideoError
 
 
-def load_run_model(model_path: str | Path):
-    from workers.training.fit import load_model
-
-    return load_model(model_path)
-
-
 def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams, threshold: float = 0.5,
                 detector=None, explain_dir: Path | str | None = None) -> dict:
     """{"video", "fake_probability", "label", "faces", "threshold", "crop_probabilities"}, and
@@ -25,7 +19,7 @@ def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams,
 
     The verdict: fake when the mean fake probability of the crops is >= ``threshold`` (the run's,
     chosen on its validation part)."""
-    from workers.training.fit import predict_probabilities
+    from workers.training.inference import predict_probabilities
 
     crops = extract_face_crops(path, params, detector=detector).crops
     result = {"video": str(path), "fake_probability": None, "label": None, "faces": len(crops),
@@ -54,8 +48,10 @@ def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams,
 def judge_videos(videos: list[Path | str], run, explain_dir: Path | str | None = None) -> list[dict]:
     """Every video judged by a finished run's model, with the ingest parameters its crops were made
     with (recorded in the run's config) and its verdict threshold (``judge_video``)."""
+    from workers.training.inference import load_model
+
     params = IngestParams.from_dict(run.config.get("ingest"))
-    model = load_run_model(run.artifacts["model"])
+    model = load_model(run.artifacts["model"])
     results = []
     for path in videos:
         try:

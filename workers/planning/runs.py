@@ -26,11 +26,6 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def check_options(options: dict) -> dict:
-    """Resolved options, or an InputError naming what is wrong."""
-    return TrainConfig.from_options(options, check_files=True).as_dict()
-
-
 def _crop_refs(dataset_id: int) -> list[CropRef]:
     """The dataset's crops. Group keys carry the dataset's id: two datasets' groups never merge."""
     with session_scope() as session:
@@ -70,12 +65,15 @@ def training_datasets(names: list[str] | tuple[str, ...] | None) -> list[tuple[i
     return [entry for entry in known.values() if entry[0] in with_crops]
 
 
-def plan_run(options: dict, run_id: str | None = None, datasets: list[str] | None = None) -> tuple[str, dict]:
+def plan_run(options: TrainConfig | dict, run_id: str | None = None,
+             datasets: list[str] | None = None) -> tuple[str, dict]:
     """Record a run with its configuration and split. Nothing is written when the input is bad.
 
-    The split is made per dataset and joined (``--split official`` takes each dataset's own test
-    set), so every dataset is represented in train and test as it would be alone."""
-    config = check_options(options)
+    ``options``: a checked TrainConfig (`orchestrator train`), or options still to check (the
+    ``--train-option`` pairs an ingest recorded for ``--then-train``). The split is made per
+    dataset and joined (``--split official`` takes each dataset's own test set), so every dataset
+    is represented in train and test as it would be alone."""
+    train_config = options if isinstance(options, TrainConfig) else TrainConfig.from_options(options, check_files=True)
     chosen = training_datasets(datasets)
     if not chosen:
         raise InputError("no crops in the database: run `orchestrator ingest DATASET` first")
@@ -86,24 +84,23 @@ def plan_run(options: dict, run_id: str | None = None, datasets: list[str] | Non
     for dataset_id, name, fmt in chosen:
         refs = _crop_refs(dataset_id)
         where = f"dataset {name!r}: " if len(chosen) > 1 or datasets else ""
-        if config["split"] == "official" and refs and not any(ref.official_test for ref in refs):
+        if train_config.split == "official" and refs and not any(ref.official_test for ref in refs):
             raise InputError(f"dataset {name!r} ({fmt}) has no official test set"
                              + (f" (no video is marked by {TEST_LIST_NAME})" if fmt == "celebdf" else "")
                              + ": use --split video")
         try:
-            part = split_crops(refs, config["split"], test_size=config["test_size"],
-                               val_size=config["val_size"], seed=config["seed"])
+            part = split_crops(refs, train_config.split, test_size=train_config.test_size,
+                               val_size=train_config.val_size, seed=train_config.seed)
         except InputError as exc:
             raise InputError(f"{where}{exc}") from None
         crops += refs
         assignment.update(part)
-        by_dataset[name] = split_summary(refs, part, config["split"])
+        by_dataset[name] = split_summary(refs, part, train_config.split)
         params[name] = _ingest_params(dataset_id)
-    summary = split_summary(crops, assignment, config["split"])
+    summary = split_summary(crops, assignment, train_config.split)
     summary["datasets"] = by_dataset
-    config["ingest"] = _common_params(params)
-    config["datasets"] = list(params)
-    config["data_dir"] = str(get_settings().data_dir)
+    config = {**train_config.as_dict(), "ingest": _common_params(params), "datasets": list(params),
+              "data_dir": str(get_settings().data_dir)}
     run_id = run_id or new_run_id()
     with session_scope() as session:
         session.add(Run(id=run_id, status=RUN_QUEUED, config=config, split=summary))

@@ -72,7 +72,7 @@ def execute_evaluation(evaluation_id: int) -> dict:
         config, artifacts, run_metrics = dict(run.config), dict(run.artifacts or {}), dict(run.metrics or {})
     try:
         from workers.training.evaluate import compute_metrics
-        from workers.training.fit import load_model, predict_probabilities
+        from workers.training.inference import load_model, predict_probabilities
         from workers.training.plots import plot_roc
 
         crops = evaluation_crops(run_id, dataset_id, part)

@@ -28,20 +28,19 @@ def gradcam(model, images_rgb_uint8: np.ndarray, *, backbone: str | None) -> tup
     import tensorflow as tf
 
     from shared.preprocessing import preprocess
-    from workers.training.export import includes_preprocessing, model_image_size
+    from workers.training.inference import model_input
 
+    takes = model_input(model, backbone)
     images = np.asarray(images_rgb_uint8)
     if images.ndim == 3:
         images = images[np.newaxis]
-    size = model_image_size(model)
+    size = takes.image_size
     if images.shape[1:3] != (size, size):
         images = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(images, [size, size], antialias=True)), 0, 255),
                          tf.uint8).numpy()
     x = tf.convert_to_tensor(images.astype(np.float32))
-    if not includes_preprocessing(model):
-        if backbone is None:
-            raise ValueError("the model has no preprocessing inside: its backbone must be given")
-        x = preprocess(x, backbone)
+    if takes.preprocess_for is not None:
+        x = preprocess(x, takes.preprocess_for)
 
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     spatial = [i for i, layer in enumerate(layers) if len(layer.output.shape) == 4]

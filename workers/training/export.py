@@ -5,10 +5,8 @@ image size; it returns the fake probability of each, shape (N, 1). Preprocessing
 export, so a server never needs this project's code (the notebook this project replaces fed its
 model the wrong preprocessing at prediction time).
 
-Coordination with the model rewrite (branch train-gpu): a model that already contains its own
-preprocessing (a top-level layer whose name starts with ``preprocess``, or a uint8 input) is
-exported as it is; today's models (named ``deepfake_<backbone>``) get the backbone's
-``preprocess_input`` wrapped around them. Either way nothing is applied twice.
+A model that preprocesses itself is exported as it is; an older one gets its backbone's
+preprocessing wrapped around it (``inference.model_input`` says which). Nothing is applied twice.
 """
 
 from __future__ import annotations
@@ -22,37 +20,21 @@ import numpy as np
 FORMATS = ("savedmodel", "tflite")
 ENDPOINT = "serve"
 INPUT_NAME = "images"
-PREPROCESSING_LAYER_PREFIX = "preprocess"
 SERVING_FILE = "serving.json"
 TFLITE_FILE = "model.tflite"
 
 
-def includes_preprocessing(model) -> bool:
-    """True when the model itself turns raw 0-255 RGB into its input (see the module docstring)."""
-    if any(layer.name.lower().startswith(PREPROCESSING_LAYER_PREFIX) for layer in model.layers):
-        return True
-    dtype = getattr(model.inputs[0], "dtype", None) if getattr(model, "inputs", None) else None
-    return str(dtype) in ("uint8", "<dtype: 'uint8'>")
-
-
-def model_image_size(model) -> int:
-    return int(model.input_shape[1])
-
-
-def raw_input_function(model, backbone: str | None):
-    """``f(images) -> probabilities (N, 1)`` for raw RGB images (uint8 or float 0-255 tensors)."""
+def raw_input_function(model, preprocess_for: str | None):
+    """``f(images) -> probabilities (N, 1)`` for raw RGB images (uint8 or float 0-255 tensors);
+    ``preprocess_for``: the backbone whose preprocessing goes in front (None: the model's own)."""
     import tensorflow as tf
 
     from shared.preprocessing import preprocess
 
-    wrapped = not includes_preprocessing(model)
-    if wrapped and backbone is None:
-        raise ValueError("the model has no preprocessing inside: its backbone must be given")
-
     def probabilities(images):
         x = tf.cast(images, tf.float32)
-        if wrapped:
-            x = preprocess(x, backbone)
+        if preprocess_for is not None:
+            x = preprocess(x, preprocess_for)
         return tf.cast(model(x, training=False), tf.float32)
 
     return probabilities
@@ -67,46 +49,51 @@ def export_model(model, dest: str | Path, fmt: str, *, backbone: str | None, thr
     Both get ``serving.json`` (input, output, threshold, backbone). Returns that description
     with the written paths.
     """
+    from workers.training.inference import model_input
+
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise FileExistsError(f"{dest}: exists and is not an empty directory")
+    takes = model_input(model, backbone)
     dest.mkdir(parents=True, exist_ok=True)
-    size = model_image_size(model)
+    size = takes.image_size
     if fmt == "savedmodel":
-        _write_savedmodel(model, dest, backbone, size)
+        _write_savedmodel(model, dest, takes)
         artifact = dest
     else:
         with tempfile.TemporaryDirectory(prefix="export-") as tmp:
             saved = Path(tmp) / "savedmodel"
-            _write_savedmodel(model, saved, backbone, size)
+            _write_savedmodel(model, saved, takes)
             artifact = dest / TFLITE_FILE
             artifact.write_bytes(_convert_to_tflite(saved))
     description = {
         "format": fmt,
         "path": str(artifact),
         "run_id": run_id,
-        "backbone": backbone,
+        "backbone": takes.backbone,
         "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": [None, size, size, 3],
                   "meaning": "RGB face crops, 0-255, cut as the run's ingest cut them"},
         "output": {"shape": [None, 1], "meaning": "fake probability of each crop; a video's is their mean"},
         "threshold": threshold,
-        "preprocessing": "inside the model" if includes_preprocessing(model) else f"{backbone} preprocess_input, added by the export",
+        "preprocessing": ("inside the model" if takes.preprocesses_itself
+                          else f"{takes.backbone} preprocess_input, added by the export"),
     }
     (dest / SERVING_FILE).write_text(json.dumps(description, indent=2))
     return description
 
 
-def _write_savedmodel(model, path: Path, backbone: str | None, size: int) -> None:
+def _write_savedmodel(model, path: Path, takes) -> None:
     import keras
     import tensorflow as tf
 
+    size = takes.image_size
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         name=ENDPOINT,
-        fn=raw_input_function(model, backbone),
+        fn=raw_input_function(model, takes.preprocess_for),
         input_signature=[tf.TensorSpec(shape=(None, size, size, 3), dtype=tf.uint8, name=INPUT_NAME)],
     )
     archive.write_out(str(path), verbose=False)

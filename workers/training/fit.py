@@ -1,8 +1,7 @@
-"""Training a classifier on crop files (on every GPU of the worker), and predicting with it."""
+"""Training a classifier on crop files, on every GPU of the worker (predicting: inference.py)."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -13,10 +12,9 @@ import keras
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from shared.preprocessing import BACKBONES, DEFAULT_BACKBONE, check_backbone
 from shared.train_config import TrainConfig
 from workers.training.data import count_batches, crops_from_packs, make_dataset
-from workers.training.models import MODEL_NAME_PREFIX, build_model, preprocessing_layer
+from workers.training.models import build_model
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
@@ -31,12 +29,6 @@ def early_stopping_patience(epochs: int) -> int:
     return max(EARLY_STOPPING_PATIENCE, epochs // 3)
 
 ProgressCallback = Callable[[dict], None]
-
-
-def resolve_train_config(config: dict | None) -> dict:
-    """``config`` over the defaults (shared/train_config.py), checked: InputError, a ValueError,
-    names what is wrong. Keys that are not training options (ingest, data_dir) are kept as given."""
-    return {**(config or {}), **TrainConfig.from_options(config).as_dict()}
 
 
 def distribution_strategy(replicas: int | str = "auto") -> tf.distribute.Strategy:
@@ -85,7 +77,7 @@ def train(
     train_labels: Sequence[int],
     val_paths: Sequence[str | Path],
     val_labels: Sequence[int],
-    config: dict,
+    config: TrainConfig,
     out_dir: Path,
     on_progress: ProgressCallback | None = None,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -97,14 +89,13 @@ def train(
     epoch's start and end and about once a second in between; an exception it raises
     stops training (and propagates). ``extra_callbacks`` (e.g. TensorBoard) are added to
     Keras's own. Returns model_path, history (per-epoch lists),
-    epochs_run, best_epoch (1-based), train_images_per_s and the resolved config, with what
-    was used added: jit_used, mixed_precision_used, replicas_used, global_batch_size, devices,
+    epochs_run, best_epoch (1-based), train_images_per_s and "config": ``config`` as a dict with
+    what was used added: jit_used, mixed_precision_used, replicas_used, global_batch_size, devices,
     train_crops_from_packs (crops read from their video's pack rather than decoded from PNG).
 
     Every visible GPU trains (``distribution_strategy``); ``batch_size`` is per replica. The
     model gets raw uint8 crops; it augments (training only) and preprocesses on the device.
     """
-    config = resolve_train_config(config)
     train_labels = np.asarray(train_labels, dtype=int)
     val_labels = np.asarray(val_labels, dtype=int)
     if len(train_paths) == 0:
@@ -115,24 +106,24 @@ def train(
     model_path.unlink(missing_ok=True)  # a stale model from an earlier run must not survive
 
     keras.backend.clear_session()  # a long-lived worker trains many models
-    keras.utils.set_random_seed(config["seed"])
-    strategy = distribution_strategy(config["replicas"])
+    keras.utils.set_random_seed(config.seed)
+    strategy = distribution_strategy(config.replicas)
     replicas = strategy.num_replicas_in_sync
-    global_batch = config["batch_size"] * replicas
+    global_batch = config.batch_size * replicas
     # The dataset gives global batches; the strategy splits each among the replicas.
-    dataset_options = dict(batch_size=global_batch, seed=config["seed"], image_size=config["image_size"])
+    dataset_options = dict(batch_size=global_batch, seed=config.seed, image_size=config.image_size)
     train_data = make_dataset(train_paths, train_labels, training=True,
-                              cache=dataset_cache(config["cache"], out_dir, "train"), **dataset_options)
+                              cache=dataset_cache(config.cache, out_dir, "train"), **dataset_options)
     has_validation = len(val_paths) > 0
     val_data = (
         make_dataset(val_paths, val_labels, training=False,
-                     cache=dataset_cache(config["cache"], out_dir, "val"), **dataset_options)
+                     cache=dataset_cache(config.cache, out_dir, "val"), **dataset_options)
         if has_validation else None
     )
-    class_weight = balanced_class_weight(train_labels) if config["class_weight"] == "balanced" else None
+    class_weight = balanced_class_weight(train_labels) if config.class_weight == "balanced" else None
 
-    use_mixed_precision = config["mixed_precision"] and _gpu_visible()
-    use_jit = _gpu_visible() if config["jit"] == "auto" else config["jit"]
+    use_mixed_precision = config.mixed_precision and _gpu_visible()
+    use_jit = _gpu_visible() if config.jit == "auto" else config.jit
     # Keras compiles the whole distributed step (strategy.run inside one XLA function), which
     # cannot reach variables on other devices ("Trying to access resource ... located in
     # device CPU:1 from device CPU:0", seen here on 2 logical CPUs); Keras' own "auto" turns
@@ -141,19 +132,19 @@ def train(
         use_jit = False
     with strategy.scope():
         model = build_model(
-            config["backbone"],
-            weights=config["weights"],
-            image_size=config["image_size"],
-            dropout=config["dropout"],
-            learning_rate=config["learning_rate"],
+            config.backbone,
+            weights=config.weights,
+            image_size=config.image_size,
+            dropout=config.dropout,
+            learning_rate=config.learning_rate,
             mixed_precision=use_mixed_precision,
             jit_compile=use_jit,
-            seed=config["seed"],
+            seed=config.seed,
         )
     use_jit = bool(model.jit_compile)  # Keras turns it off for layers that cannot compile
-    config.update(jit_used=use_jit, mixed_precision_used=use_mixed_precision, replicas_used=replicas,
-                  global_batch_size=global_batch, devices=_strategy_devices(strategy),
-                  train_crops_from_packs=crops_from_packs(train_paths))
+    used = dict(jit_used=use_jit, mixed_precision_used=use_mixed_precision, replicas_used=replicas,
+                global_batch_size=global_batch, devices=_strategy_devices(strategy),
+                train_crops_from_packs=crops_from_packs(train_paths))
 
     speed = _TrainSpeed(len(train_paths), global_batch)
     callbacks: list[keras.callbacks.Callback] = [
@@ -164,18 +155,18 @@ def train(
         callbacks += [
             keras.callbacks.ModelCheckpoint(str(model_path), monitor="val_loss", save_best_only=True),
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=early_stopping_patience(config["epochs"]), restore_best_weights=True
+                monitor="val_loss", patience=early_stopping_patience(config.epochs), restore_best_weights=True
             ),
         ]
     callbacks += list(extra_callbacks)
     if on_progress is not None:
         batches = count_batches(len(train_paths), global_batch)
-        callbacks.append(ProgressReporter(on_progress, config["epochs"], batches))
+        callbacks.append(ProgressReporter(on_progress, config.epochs, batches))
 
     fit_history = model.fit(
         train_data,
         validation_data=val_data,
-        epochs=config["epochs"],
+        epochs=config.epochs,
         class_weight=class_weight,
         callbacks=callbacks,
         shuffle=False,  # the dataset shuffles itself; Keras warns otherwise
@@ -197,63 +188,8 @@ def train(
         "train_images_per_s": speed.images_per_s(),
         "class_weight": class_weight,
         "mixed_precision_used": use_mixed_precision,
-        "config": json.loads(json.dumps(config, default=str)),
+        "config": {**config.as_dict(), **used},
     }
-
-
-def load_model(path: str | Path) -> keras.Model:
-    """A trained model for prediction (no optimizer state needed), loaded in Keras' safe mode.
-
-    Models saved before preprocessing moved into the model load too: ``predict_probabilities``
-    preprocesses for them. A file that does not load raises ValueError with one line."""
-    try:
-        return keras.models.load_model(str(path), compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types, with multi-line messages
-        text = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ValueError(f"cannot load the model {path}: {text}") from exc
-
-
-def model_backbone(model: keras.Model) -> str | None:
-    """The backbone a ``build_model`` model was built on (its preprocessing layer, else its
-    name says), else None."""
-    layer = preprocessing_layer(model)
-    if layer is not None:
-        return layer.backbone
-    name = model.name.removeprefix(MODEL_NAME_PREFIX)
-    return name if model.name.startswith(MODEL_NAME_PREFIX) and name in BACKBONES else None
-
-
-def predict_probabilities(
-    model: keras.Model,
-    source: Sequence[str | Path] | np.ndarray,
-    *,
-    batch_size: int = 64,
-    backbone: str | None = None,
-) -> np.ndarray:
-    """Fake probability of each crop, in the order of ``source``: crop file paths, or RGB
-    uint8 crops in memory ((N, H, W, 3), or one (H, W, 3)).
-
-    Models built here preprocess inside themselves and get the crops as they are.
-    A model saved before that (no preprocessing layer) gets ``preprocess`` applied first,
-    for its backbone: ``backbone``, else what its name says; if neither says, ValueError.
-    ``backbone`` that contradicts the model is a ValueError too: a model fed another
-    backbone's preprocessing predicts garbage without failing.
-    """
-    preprocess_for = _outside_preprocessing(model, backbone)
-    if isinstance(source, np.ndarray) and source.ndim == 3:
-        source = source[np.newaxis]
-    if len(source) == 0:
-        return np.zeros(0, dtype=np.float32)
-    dataset = make_dataset(
-        source,
-        None,
-        batch_size=batch_size,
-        training=False,
-        image_size=_model_image_size(model),
-        cache=False,
-        preprocess_for=preprocess_for,
-    )
-    return model.predict(dataset, verbose=0).reshape(-1).astype(np.float32)
 
 
 class ProgressReporter(keras.callbacks.Callback):
@@ -334,31 +270,10 @@ def _best_epoch(history: dict, epochs_run: int) -> int:
     return epochs_run
 
 
-def _outside_preprocessing(model: keras.Model, backbone: str | None) -> str | None:
-    """None when the model preprocesses itself; else the backbone to preprocess for."""
-    built_on = model_backbone(model)
-    if backbone is not None:
-        backbone = check_backbone(backbone)
-        if built_on is not None and built_on != backbone:
-            raise ValueError(f"the model was built on {built_on} but backbone={backbone!r} was given")
-    if preprocessing_layer(model) is not None:
-        return None
-    if backbone is None and built_on is None:
-        raise ValueError(
-            f"model {model.name!r} takes preprocessed input (saved before preprocessing moved into "
-            f"the model) and its name does not say its backbone: pass backbone= one of {', '.join(BACKBONES)}"
-        )
-    return backbone or built_on
-
-
 def _strategy_devices(strategy: tf.distribute.Strategy) -> list[str]:
     if isinstance(strategy, tf.distribute.MirroredStrategy):
         return list(strategy.extended.worker_devices)
     return ["default"]  # one device, placed by TensorFlow
-
-
-def _model_image_size(model: keras.Model) -> int:
-    return int(model.input_shape[1])
 
 
 def _to_float(value) -> float | None:

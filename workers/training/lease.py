@@ -10,8 +10,9 @@ is acknowledged on receipt (``acks_late=False``, workers/tasks.py) and protected
   run never train at once;
 - while it trains, a thread renews ``runs.heartbeat_at`` every ``TRAIN_HEARTBEAT_S``; a holder that
   finds the lease taken from it stops at the next batch (``LeaseLost``) and records nothing;
-- every GPU worker looks for runs whose lease expired (``LeaseSweep``, a worker bootstep) and puts
-  them back on the queue, or marks them failed after ``TRAIN_MAX_ATTEMPTS`` starts;
+- every GPU worker looks for runs whose lease expired (``take_back_expired_runs``, called by the
+  ``LeaseSweep`` bootstep in workers/lifecycle.py) and puts them back on the queue, or marks them
+  failed after ``TRAIN_MAX_ATTEMPTS`` starts;
   `orchestrator train --resume RUN` does the same for one run;
 - Keras's ``BackupAndRestore`` writes the weights and the epoch number at the end of every epoch
   (``DATA_DIR/runs/<run>/checkpoint/``): the next holder starts from the last finished epoch.
@@ -28,7 +29,6 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from celery import bootsteps
 from sqlalchemy import or_, select, update
 
 from db.models import Run, utcnow
@@ -232,37 +232,3 @@ def take_back_run(run_id: str, send: Callable[[str, dict], object]) -> str:
         config = dict(run.config)
     send(run_id, config)
     return run_id
-
-
-class LeaseSweep(bootsteps.StartStopStep):
-    """In every cluster worker that consumes the gpu queue: every TRAIN_HEARTBEAT_S, take back the runs
-    whose lease expired. Runs on the worker's timer (its main thread), so no thread is alive in a
-    process that forks pool children."""
-
-    requires = {"celery.worker.components:Timer"}
-
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
-        self.tref = None
-
-    def start(self, worker):
-        from workers.celery_app import GPU_QUEUE
-
-        if GPU_QUEUE not in worker.app.amqp.queues.consume_from or get_settings().embedded:
-            # Embedded mode: the local worker lives for one command; it must not pick up a run an
-            # earlier, interrupted command left behind (`orchestrator train --resume RUN` does).
-            return
-        self.tref = worker.timer.call_repeatedly(get_settings().train_heartbeat_s, self.sweep, priority=10)
-
-    def sweep(self):
-        from workers.planning.runs import dispatch_run
-
-        try:
-            take_back_expired_runs(dispatch_run)
-        except Exception as exc:  # the database or broker blinked: the next sweep tries again
-            log.warning("lease sweep failed: %s", exc)
-
-    def stop(self, worker):
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None

@@ -25,7 +25,8 @@ from shared.preprocessing import DEFAULT_BACKBONE, backbone_class, check_backbon
 # What the user may pass as --weights besides a path.
 IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
-# Models are named "deepfake_<backbone>", so a saved model tells which preprocessing it needs.
+# Models are named "deepfake_<backbone>", so a saved model tells which preprocessing it needs
+# (workers/training/inference.py reads it).
 MODEL_NAME_PREFIX = "deepfake_"
 # Names of the layers in front of the backbone.
 AUGMENTATION_LAYER, PREPROCESSING_LAYER = "augmentation", "preprocessing"
@@ -196,14 +197,6 @@ def build_model(
             jit_compile=bool(jit_compile),
         )
     return model
-
-
-def preprocessing_layer(model: keras.Model) -> BackbonePreprocessing | None:
-    """The model's in-model preprocessing, or None for a model that takes preprocessed input."""
-    for layer in model.layers:
-        if isinstance(layer, BackbonePreprocessing):
-            return layer
-    return None
 
 
 def backbone_layer(model: keras.Model) -> keras.layers.Layer:

@@ -6,8 +6,9 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
+import numpy as np
 from sqlalchemy import select, update
 
 from db.models import Crop, Run, SplitMember, Video, utcnow
@@ -15,6 +16,9 @@ from db.session import session_scope
 from shared.labels import RUN_DONE, RUN_FAILED
 from shared.process import process_name
 from shared.settings import get_settings
+from shared.train_config import TrainConfig
+from workers.training.lease import (Claim, Heartbeat, LeaseLost, checkpoint_epoch, claim_run, remove_checkpoint,
+                                    training_callbacks)
 
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "test_predictions.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -82,109 +86,158 @@ def describe_progress(event: dict | None) -> str:
 
 def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = None) -> dict:
     """Train on the run's train part (validation for checkpoint choice), score the test part
-    once, write every artifact into DATA_DIR/runs/<run_id>/, and record the outcome."""
-    from workers.training.evaluate import compute_metrics, video_scores
-    from workers.training.fit import load_model, predict_probabilities, train
-    from workers.training.plots import plot_confusion_matrix, plot_history, plot_roc
-    from workers.training.report_html import write_report_html
-    from workers.training.threshold import choose_threshold, run_warnings
+    once, write every artifact into DATA_DIR/runs/<run_id>/, and record the outcome.
 
-    # --- lease (workers/training/lease.py): one holder at a time, heartbeats, resume from a checkpoint
-    from workers.training import lease as leases
-
-    claim = leases.claim_run(run_id)
+    The run's lease (workers/training/lease.py) makes this process its one holder: a heartbeat
+    renews it while the run goes on, training stops once another worker has taken the run back,
+    and a later holder resumes from the last epoch checkpoint."""
+    claim = claim_run(run_id)
     if not claim.granted:
         return {"run_id": run_id, "status": claim.status, "skipped": True, "reason": claim.reason}
-    config, split_info, created_at = claim.config, claim.split, claim.created_at
+    out_dir = _open_run_dir(run_id)
+    with Heartbeat(run_id) as lease:
+        try:
+            return _train_and_record(run_id, claim, out_dir, lease, ProgressRecorder(run_id, forward_progress))
+        except LeaseLost:  # another worker holds the run now: it records the outcome
+            return {"run_id": run_id, "status": "lease lost", "skipped": True}
+        except BaseException as exc:
+            _record_failure(run_id, exc)
+            raise
+
+
+def _open_run_dir(run_id: str) -> Path:
+    """The run's folder, made; the epoch an earlier holder's checkpoint resumes from is recorded."""
     out_dir = run_dir(run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    resumed_from = leases.checkpoint_epoch(out_dir)
+    resumed_from = checkpoint_epoch(out_dir)
     if resumed_from:
         with session_scope() as session:
             session.execute(update(Run).where(Run.id == run_id).values(resumed_from_epoch=resumed_from))
-    lease = leases.Heartbeat(run_id).__enter__()
-    # --- end lease
-    progress = ProgressRecorder(run_id, forward_progress)
-    try:
-        split = load_split(run_id)
-        (out_dir / CONFIG_FILE).write_text(json.dumps({"run_id": run_id, **config, "split": split_info}, indent=2))
-        tensorboard = _tensorboard_callbacks(out_dir / TENSORBOARD_DIR)
-        fitted = train(split["train"]["paths"], split["train"]["labels"], split["val"]["paths"],
-                       split["val"]["labels"], config, out_dir, on_progress=progress,
-                       extra_callbacks=tensorboard + leases.training_callbacks(out_dir, lease))
-        progress({"phase": "evaluate"})
-        model = load_model(fitted["model_path"])
-        val, test = split["val"], split["test"]
-        # The threshold is chosen on the validation videos, never on the test set.
-        val_probabilities = predict_probabilities(model, val["paths"], batch_size=config["batch_size"])
-        val_videos = video_scores(val["video_ids"], val_probabilities, val["labels"])
-        chosen = choose_threshold(val_videos.labels, val_videos.probabilities,
-                                  fallback=float(config.get("threshold", 0.5)))
-        probabilities = predict_probabilities(model, test["paths"], batch_size=config["batch_size"])
-        metrics = compute_metrics(test["labels"], probabilities, test["video_ids"], threshold=chosen["threshold"])
-        warnings = run_warnings(test_labels=test["labels"], test_probabilities=probabilities,
-                                val_labels=val["labels"], val_probabilities=val_probabilities,
-                                train_labels=split["train"]["labels"])
-        if chosen["warning"] and not any(w.startswith(("ONE-CLASS VALIDATION", "EMPTY VALIDATION")) for w in warnings):
-            warnings.append(chosen["warning"])
-        val_metrics = compute_metrics(val["labels"], val_probabilities, val["video_ids"], threshold=chosen["threshold"])
-        metrics.update(
-            threshold_rule=chosen["rule"],
-            val_video_balanced_accuracy=chosen["balanced_accuracy"],
-            val_auc=val_metrics["auc"], val_video_auc=val_metrics["video_auc"],
-            warnings=warnings,
-        )
-        metrics["train_images_per_s"] = fitted["train_images_per_s"]
-        metrics["best_epoch"], metrics["epochs_run"] = fitted["best_epoch"], fitted["epochs_run"]
+    return out_dir
 
-        with open(out_dir / PREDICTIONS_FILE, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["crop_path", "video_id", "label", "fake_probability"])
-            writer.writerows(zip(test["paths"], test["video_ids"], test["labels"], probabilities.tolist()))
-        plots = [
-            plot_history(fitted["history"], out_dir / "history.png"),
-            plot_confusion_matrix(metrics["confusion_matrix"], out_dir / "confusion_matrix.png",
-                                  title=f"Test crops (threshold {chosen['threshold']:.3f})"),
-            plot_confusion_matrix(metrics["video_confusion_matrix"], out_dir / "video_confusion_matrix.png",
-                                  title=f"Test videos (threshold {chosen['threshold']:.3f})"),
-            plot_roc(test["labels"], probabilities, out_dir / "roc.png"),
-        ]
-        (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-        config = {**config, **fitted["config"], "threshold": chosen["threshold"], "threshold_rule": chosen["rule"]}
-        (out_dir / CONFIG_FILE).write_text(json.dumps({"run_id": run_id, **config, "split": split_info}, indent=2))
-        artifacts = {
-            "dir": str(out_dir),
-            "model": fitted["model_path"],
-            "config": str(out_dir / CONFIG_FILE),
-            "metrics": str(out_dir / METRICS_FILE),
-            "history": str(out_dir / "history.csv"),
-            "predictions": str(out_dir / PREDICTIONS_FILE),
-            "plots": [str(p) for p in plots],
-            "tensorboard": str(out_dir / TENSORBOARD_DIR) if tensorboard else None,
-            "report_html": str(out_dir / "report.html"),
-        }
-        finished_at = utcnow()
-        write_report_html({"run_id": run_id, "status": RUN_DONE, "config": config, "split": split_info,
-                           "metrics": metrics, "artifacts": artifacts,
-                           "created_at": created_at.isoformat() if created_at else None,
-                           "finished_at": finished_at.isoformat()}, out_dir)
-        with session_scope() as session:
-            session.execute(update(Run).where(Run.id == run_id, Run.worker == process_name()).values(
-                status=RUN_DONE, metrics=metrics, history=fitted["history"], artifacts=artifacts,
-                config=config, finished_at=finished_at, progress={"phase": "done"},
-            ))
-        leases.remove_checkpoint(out_dir)
-        return {"run_id": run_id, "status": RUN_DONE, "accuracy": metrics.get("accuracy"), "auc": metrics.get("auc")}
-    except leases.LeaseLost:  # another worker holds the run now: it records the outcome
-        return {"run_id": run_id, "status": "lease lost", "skipped": True}
-    except BaseException as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        with session_scope() as session:
-            session.execute(update(Run).where(Run.id == run_id, Run.worker == process_name()).values(
-                status=RUN_FAILED, error=f"{type(exc).__name__}: {message}"[:2000], finished_at=utcnow()))
-        raise
-    finally:
-        lease.__exit__(None, None, None)
+
+def _train_and_record(run_id: str, claim: Claim, out_dir: Path, lease: Heartbeat, progress: ProgressRecorder) -> dict:
+    from workers.training.report_html import write_report_html
+
+    # The run's record: its training options (checked when the run was planned) and what planning
+    # added (ingest parameters, datasets, data folder).
+    recorded, split_info = claim.config, claim.split
+    config = TrainConfig.from_record(recorded)
+    split = load_split(run_id)
+    # Written now so that a run that fails still says what it tried; again at the end with what was used.
+    write_config(out_dir, run_id, recorded, split_info)
+    tensorboard = _tensorboard_callbacks(out_dir / TENSORBOARD_DIR)
+    fitted = _fit(split, config, out_dir, progress, tensorboard, lease)
+    progress({"phase": "evaluate"})
+    scores = _score(fitted, split, config)
+    artifacts = _write_artifacts(out_dir, split, fitted, scores, tensorboard=bool(tensorboard))
+    final_config = {**recorded, **fitted["config"], "threshold": scores.threshold["threshold"],
+                    "threshold_rule": scores.threshold["rule"]}
+    write_config(out_dir, run_id, final_config, split_info)
+    finished_at = utcnow()
+    write_report_html({"run_id": run_id, "status": RUN_DONE, "config": final_config, "split": split_info,
+                       "metrics": scores.metrics, "artifacts": artifacts,
+                       "created_at": claim.created_at.isoformat() if claim.created_at else None,
+                       "finished_at": finished_at.isoformat()}, out_dir)
+    with session_scope() as session:
+        session.execute(update(Run).where(Run.id == run_id, Run.worker == process_name()).values(
+            status=RUN_DONE, metrics=scores.metrics, history=fitted["history"], artifacts=artifacts,
+            config=final_config, finished_at=finished_at, progress={"phase": "done"},
+        ))
+    remove_checkpoint(out_dir)
+    return {"run_id": run_id, "status": RUN_DONE, "accuracy": scores.metrics.get("accuracy"),
+            "auc": scores.metrics.get("auc")}
+
+
+def write_config(out_dir: Path, run_id: str, config: dict, split: dict) -> None:
+    (out_dir / CONFIG_FILE).write_text(json.dumps({"run_id": run_id, **config, "split": split}, indent=2))
+
+
+def _fit(split: dict, config: TrainConfig, out_dir: Path, progress: ProgressRecorder, tensorboard: list,
+         lease: Heartbeat) -> dict:
+    """Train on the train part, the validation part choosing the checkpoint (``fit.train``), with
+    the lease's callbacks: an epoch checkpoint to resume from, a stop once the lease is lost."""
+    from workers.training.fit import train
+
+    train_part, val_part = split["train"], split["val"]
+    return train(train_part["paths"], train_part["labels"], val_part["paths"], val_part["labels"], config, out_dir,
+                 on_progress=progress, extra_callbacks=tensorboard + training_callbacks(out_dir, lease))
+
+
+class Scores(NamedTuple):
+    threshold: dict  # choose_threshold's answer, made on the validation videos
+    test_probabilities: np.ndarray
+    metrics: dict  # of the test part, with the validation's and the warnings
+
+
+def _score(fitted: dict, split: dict, config: TrainConfig) -> Scores:
+    """The decision threshold from the validation videos (never the test set), then the test part's
+    metrics at that threshold, and the warnings that say when not to trust them."""
+    from workers.training.evaluate import compute_metrics, video_scores
+    from workers.training.inference import load_model, predict_probabilities
+    from workers.training.threshold import choose_threshold, run_warnings
+
+    model = load_model(fitted["model_path"])
+    val, test = split["val"], split["test"]
+    val_probabilities = predict_probabilities(model, val["paths"], batch_size=config.batch_size)
+    val_videos = video_scores(val["video_ids"], val_probabilities, val["labels"])
+    chosen = choose_threshold(val_videos.labels, val_videos.probabilities, fallback=config.threshold)
+    probabilities = predict_probabilities(model, test["paths"], batch_size=config.batch_size)
+    metrics = compute_metrics(test["labels"], probabilities, test["video_ids"], threshold=chosen["threshold"])
+    warnings = run_warnings(test_labels=test["labels"], test_probabilities=probabilities,
+                            val_labels=val["labels"], val_probabilities=val_probabilities,
+                            train_labels=split["train"]["labels"])
+    if chosen["warning"] and not any(w.startswith(("ONE-CLASS VALIDATION", "EMPTY VALIDATION")) for w in warnings):
+        warnings.append(chosen["warning"])
+    val_metrics = compute_metrics(val["labels"], val_probabilities, val["video_ids"], threshold=chosen["threshold"])
+    metrics.update(
+        threshold_rule=chosen["rule"],
+        val_video_balanced_accuracy=chosen["balanced_accuracy"],
+        val_auc=val_metrics["auc"], val_video_auc=val_metrics["video_auc"],
+        warnings=warnings,
+    )
+    metrics["train_images_per_s"] = fitted["train_images_per_s"]
+    metrics["best_epoch"], metrics["epochs_run"] = fitted["best_epoch"], fitted["epochs_run"]
+    return Scores(chosen, probabilities, metrics)
+
+
+def _write_artifacts(out_dir: Path, split: dict, fitted: dict, scores: Scores, *, tensorboard: bool) -> dict:
+    """The test predictions, the plots and metrics.json; returns every artifact's path (config.json
+    and report.html are written by the caller)."""
+    from workers.training.plots import plot_confusion_matrix, plot_history, plot_roc
+
+    test, threshold = split["test"], scores.threshold["threshold"]
+    with open(out_dir / PREDICTIONS_FILE, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["crop_path", "video_id", "label", "fake_probability"])
+        writer.writerows(zip(test["paths"], test["video_ids"], test["labels"], scores.test_probabilities.tolist()))
+    plots = [
+        plot_history(fitted["history"], out_dir / "history.png"),
+        plot_confusion_matrix(scores.metrics["confusion_matrix"], out_dir / "confusion_matrix.png",
+                              title=f"Test crops (threshold {threshold:.3f})"),
+        plot_confusion_matrix(scores.metrics["video_confusion_matrix"], out_dir / "video_confusion_matrix.png",
+                              title=f"Test videos (threshold {threshold:.3f})"),
+        plot_roc(test["labels"], scores.test_probabilities, out_dir / "roc.png"),
+    ]
+    (out_dir / METRICS_FILE).write_text(json.dumps(scores.metrics, indent=2))
+    return {
+        "dir": str(out_dir),
+        "model": fitted["model_path"],
+        "config": str(out_dir / CONFIG_FILE),
+        "metrics": str(out_dir / METRICS_FILE),
+        "history": str(out_dir / "history.csv"),
+        "predictions": str(out_dir / PREDICTIONS_FILE),
+        "plots": [str(p) for p in plots],
+        "tensorboard": str(out_dir / TENSORBOARD_DIR) if tensorboard else None,
+        "report_html": str(out_dir / "report.html"),
+    }
+
+
+def _record_failure(run_id: str, exc: BaseException) -> None:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    with session_scope() as session:
+        session.execute(update(Run).where(Run.id == run_id, Run.worker == process_name()).values(
+            status=RUN_FAILED, error=f"{type(exc).__name__}: {message}"[:2000], finished_at=utcnow()))
 
 
 def _tensorboard_callbacks(log_dir: Path) -> list:
