@@ -35,45 +35,45 @@ class Settings:
     crop_size: int = field(default=128, metadata={"help": "Crop side in pixels."})
     # MTCNN runs on a copy of the frame whose longer side is at most this many pixels;
     # boxes are scaled back. Full-resolution detection costs 2-5x more and finds the same faces.
-    detect_max_side: int = 480
+    detect_max_side: int = field(default=480, metadata={"help": "Faces are detected on a copy of the frame whose longer side is at most this many pixels (boxes scaled back)."})
     # Sampled frames of one video are detected in one batched call, this many at a time.
-    detect_batch: int = 8
+    detect_batch: int = field(default=8, metadata={"help": "Sampled frames of a video per batched MTCNN call."})
     # Smallest face searched for, as a fraction of the frame's shorter side (never under MTCNN's
     # 20 px of the frame shrunk to detect_max_side; 0: those 20 px). Skipping the pyramid levels of
     # small faces is most of the detector's saving; Celeb-DF's faces are large. At 0.15 faces from
     # 15 % of the shorter side up are found as at 0; recall and cost per fraction:
     # docs/benchmarks.md ("Minimum face size"). Use 0.10 (or 0) for datasets with small faces.
-    min_face_fraction: float = 0.15
+    min_face_fraction: float = field(default=0.15, metadata={"help": "Smallest face searched for, as a fraction of the frame's shorter side (0.10 or 0 for datasets with small faces)."})
     # Seek to a sampled frame when the video's keyframes make that cheaper than decoding on to it.
-    decode_seek: bool = True
+    decode_seek: bool = field(default=True, metadata={"help": "Seek to a sampled frame when the keyframes make that cheaper than decoding on to it."})
     # Also write each video's crops decoded, in one file beside its PNGs (workers/crop_pack.py):
     # training reads it instead of decoding PNGs (no slow first epoch), for 48 KiB more per
     # 128 px crop. Without it, or for a video without one, training decodes the PNGs.
-    crop_packs: bool = True
+    crop_packs: bool = field(default=True, metadata={"help": "Also write each video's crops decoded in crops.pack, which training reads instead of PNGs."})
     # TensorFlow/OpenCV threads per worker process (0: the libraries decide). A CPU worker runs
     # one process per core, so one thread each; more would make the processes fight for cores.
-    worker_threads: int = 1
+    worker_threads: int = field(default=1, metadata={"help": "TensorFlow/OpenCV/FFmpeg threads per worker process (0: the libraries decide)."})
 
     # Celery worker behaviour. Why each value: see workers/celery_app.py.
-    cpu_task_soft_limit_s: int = 600
-    cpu_task_hard_limit_s: int = 720
-    gpu_task_soft_limit_s: int = 6 * 3600
-    gpu_task_hard_limit_s: int = 6 * 3600 + 600
+    cpu_task_soft_limit_s: int = field(default=600, metadata={"help": "Soft time limit of a video task: the video is recorded as failed."})
+    cpu_task_hard_limit_s: int = field(default=720, metadata={"help": "Hard time limit of a video task: its process is killed."})
+    gpu_task_soft_limit_s: int = field(default=6 * 3600, metadata={"help": "Soft time limit of a training or evaluation task."})
+    gpu_task_hard_limit_s: int = field(default=6 * 3600 + 600, metadata={"help": "Hard time limit of a training or evaluation task."})
     # Redis hands a task's message to another worker when it has not been acknowledged this many
     # seconds after delivery: that is how the videos of a worker that died (SIGKILL, lost machine)
     # come back. 0: CPU_TASK_HARD_LIMIT_S + 300 s (17 min). Only video tasks are acknowledged late:
     # a training task is acknowledged on receipt and protected by its lease in the database
     # (workers/training/lease.py), so this no longer has to outlast a training run.
-    broker_visibility_timeout_s: int = 0
+    broker_visibility_timeout_s: int = field(default=0, metadata={"help": "Seconds after which Redis hands an unacknowledged video task to another worker; 0: CPU_TASK_HARD_LIMIT_S + 300."})
     # A training run holds a lease in the database: its worker renews it every TRAIN_HEARTBEAT_S;
     # a run whose lease is older than TRAIN_LEASE_S is taken back by any GPU worker (or by
     # `orchestrator train --resume RUN`) and resumed from its last epoch checkpoint; after
     # TRAIN_MAX_ATTEMPTS starts it is marked failed.
-    train_heartbeat_s: float = 30.0
-    train_lease_s: float = 300.0
-    train_max_attempts: int = 3
-    db_pool_size: int = 2
-    db_max_overflow: int = 2
+    train_heartbeat_s: float = field(default=30.0, metadata={"help": "How often a training worker renews its run's lease."})
+    train_lease_s: float = field(default=300.0, metadata={"help": "A run whose lease is older than this is taken back by any GPU worker and resumed."})
+    train_max_attempts: int = field(default=3, metadata={"help": "Starts of a run before it is marked failed."})
+    db_pool_size: int = field(default=2, metadata={"help": "Database connections kept per process."})
+    db_max_overflow: int = field(default=2, metadata={"help": "Extra database connections a process may open beyond the pool."})
 
     @property
     def runs_dir(self) -> Path:
@@ -107,6 +107,26 @@ def setting_help(setting: str) -> str:
     and the variable that changes the default."""
     f = next(f for f in fields(Settings) if f.name == setting)
     return f"{f.metadata.get('help', '')} [default: {f.default}; env {env_name(setting)}]".strip()
+
+
+# The variables that are not fields of their own name: what each means and its default.
+_DERIVED_DOCS = (
+    ("DATA_DIR", "`./data`", "Database (embedded), crops, runs, the embedded broker's messages, logs."),
+    ("DATABASE_URL", "`sqlite:///$DATA_DIR/pipeline.db`", "SQLAlchemy URL (PostgreSQL on a cluster)."),
+    ("CELERY_BROKER_URL", "unset: embedded mode", "Redis URL of a cluster; unset, the orchestrator runs its own workers."),
+)
+
+
+def settings_table() -> str:
+    """The Markdown table of every variable, its default and its meaning (docs/settings.md holds it;
+    `python -m shared.settings` prints it)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in _DERIVED_DOCS]
+    for f in fields(Settings):
+        if f.name not in _DERIVED:
+            default = str(f.default).lower() if isinstance(f.default, bool) else f.default
+            rows.append(f"| `{env_name(f.name)}` | `{default}` | {f.metadata.get('help', '')} |")
+    return "\n".join(rows) + "\n"
 
 
 def environment_variables() -> list[str]:
@@ -184,3 +204,7 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     global _cached
     _cached = None
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

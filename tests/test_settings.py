@@ -1,4 +1,8 @@
-"""Yes/no values are read one way, in settings and in training options."""
+"""Yes/no values are read one way, in settings and in training options; docs/settings.md is generated
+from the settings' declarations."""
+
+from dataclasses import MISSING, fields
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +31,14 @@ def test_anything_else_is_an_error_not_a_silent_false(monkeypatch):
         TrainConfig.from_options({"mixed_precision": "maybe"})
     with pytest.raises(InputError, match="--jit .* must be auto, true or false"):
         TrainConfig.from_options({"jit": "maybe"})
+
+
+def test_docs_settings_table_is_the_one_the_code_declares():
+    from shared.settings import Settings, settings_table
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    start = doc.index("<!-- settings table: generated, do not edit -->\n") + len("<!-- settings table: generated, do not edit -->\n")
+    end = doc.index("<!-- end of settings table -->")
+    assert doc[start:end] == settings_table(), "docs/settings.md is stale: python -m shared.settings"
+    undocumented = [f.name for f in fields(Settings) if f.default is not MISSING and not f.metadata.get("help")]
+    assert not undocumented, f"settings without a meaning (metadata help): {undocumented}"
