@@ -193,6 +193,7 @@ def run_ingest(dataset: str, *, workers: int, every: float | None = None, min_co
         "ingest_id": plan.ingest_id,
         "mode": "embedded" if settings.embedded else "distributed",
         "new_videos": plan.new_videos,
+        "changed_videos": plan.changed_videos,
         "enqueued": enqueued,
         "retried_failed": plan.retried_failed,
         "warnings": scan.warnings,

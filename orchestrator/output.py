@@ -116,6 +116,13 @@ def format_report(report: dict) -> str:
         f"leakage check: {s.get('shared_videos')} videos and {s.get('shared_sources')} source identities "
         f"shared by training and test" + ("  (THIS SPLIT LEAKS: scores are optimistic)" if s.get("leaks") else ""),
     ]
+    changed = report.get("data_changed")
+    if changed:
+        examples = ", ".join(escape_name(v) for v in changed.get("examples", []))
+        lines.append(f"DATA CHANGED since this run was planned: {changed['videos']} videos done again ({examples}"
+                     f"{', ...' if changed['videos'] > len(changed.get('examples', [])) else ''}), "
+                     f"{changed['crops']} of its crops replaced (first {changed.get('first_at')}); "
+                     "its model and scores are of the data it had")
     if report["status"] == RUN_DONE:
         if c.get("datasets"):
             lines.insert(1, f"datasets: {', '.join(escape_name(d) for d in c['datasets'])}")
@@ -192,6 +199,7 @@ def format_status(status: dict) -> str:
     lines += [f"failed: {escape_name(failure['video'])}: {escape_name(failure['error'])}"
               for failure in status["failures"]]
     lines += [f"warning: {escape_name(w['video'])}: {escape_name(w['warning'])}" for w in status.get("warnings", [])]
+    lines += [f"left pending: {escape_name(s['video'])}: {escape_name(s['error'])}" for s in status.get("stopped", [])]
     return "\n".join(lines)
 
 
@@ -203,7 +211,9 @@ def format_ingest(result: dict) -> str:
         f"dataset {escape_name(repr(result['name']))}: {result['format']} layout"
         + (" (recognised; --format to choose)" if result.get("format_detected") else ""),
         f"{escape_name(result['dataset'])}: {videos['total']} videos ({videos['by_label']['real']} real, "
-        f"{videos['by_label']['fake']} fake), {result['new_videos']} new, {result['enqueued']} "
+        f"{videos['by_label']['fake']} fake), {result['new_videos']} new, "
+        + (f"{result['changed_videos']} changed on disk (done again), " if result.get("changed_videos") else "")
+        + f"{result['enqueued']} "
         f"{'processed now' if result['followed'] else 'enqueued'}",
         f"done {by['done']}, no face {by['no_face']}, failed {by['failed']}, "
         f"pending {by['pending']}, running {by['running']}; {status['crops']} crops",
@@ -212,6 +222,8 @@ def format_ingest(result: dict) -> str:
               for failure in status["failures"][:10]]
     lines += [f"  warning: {escape_name(w['video'])}: {escape_name(w['warning'])}"
               for w in status.get("warnings", [])[:10]]
+    lines += [f"  left pending: {escape_name(s['video'])}: {escape_name(s['error'])}"
+              for s in status.get("stopped", [])[:10]]
     if len(status["failures"]) > 10:
         lines.append(f"  ... and {len(status['failures']) - 10} more (orchestrator status --json)")
     if not result["followed"] and result["enqueued"]:
