@@ -63,7 +63,10 @@ class IngestProgress:
     def __call__(self, counts: dict[str, int]) -> None:
         finished = sum(n for status, n in counts.items() if status in FINISHED_STATUSES)
         self.bar.update(finished - self.bar.n)
-        self.bar.set_postfix({k: counts.get(k, 0) for k in ("running", *FINISHED_STATUSES)}, refresh=False)
+        shown = {k: counts.get(k, 0) for k in ("running", *FINISHED_STATUSES)}
+        if counts.get("held"):  # left pending by a full disk (workers.planning.ingest.HELD)
+            shown["held"] = counts["held"]
+        self.bar.set_postfix(shown, refresh=False)
 
     def close(self) -> None:
         self.bar.close()
