@@ -103,3 +103,81 @@ def test_a_replaced_video_is_done_again_and_the_run_that_used_it_says_so(tmp_pat
     third = run_cli_json(args, env)
     assert third["changed_videos"] == 0 and third["enqueued"] == 0
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path, monkeypatch):
+    """In-process settings on a fresh SQLite file or PostgreSQL database, schema at the head."""
+    from db.migrate import upgrade_schema
+    from db.session import reset_engine
+    from shared.settings import reset_settings
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+    reset_settings()
+    reset_engine()
+    upgrade_schema()
+    yield request.param
+    reset_engine()
+    reset_settings()
+
+
+def test_the_planner_and_the_record_on_both_databases(database, tmp_path):
+    """The plain functions the command and the worker call: a same-size replacement is found by its
+    fingerprint, a touch is not a change, and the run is told under the row lock of each database."""
+    from sqlalchemy import func, select
+
+    from db.models import Crop, Run, SplitMember, Video
+    from db.session import session_scope
+    from workers.ingest import _record
+    from workers.planning.ingest import register_videos
+    from workers.planning.scan import scan_dataset
+
+    root = tmp_path / "Celeb-DF"
+    (root / "Celeb-real").mkdir(parents=True)
+    for name in ("id0_0000.mp4", "id1_0000.mp4"):
+        (root / "Celeb-real" / name).write_bytes(os.urandom(EDGE_BYTES + 4096))
+
+    def row(video_id, frame, x):
+        return dict(video_id=video_id, frame_index=frame, timestamp_s=frame / 10, face_index=0, x=x, y=0, w=50, h=50,
+                    confidence=0.99, crop_path=f"crops/{video_id}/f{frame}.png")
+
+    def ingest():
+        return register_videos(scan_dataset(root), {"every_s": 1.0}, retry_failed=False, embedded=True)
+
+    def process(video_id, rel_path, x):  # what the worker records once it has made the crops
+        _record(video_id, status="done", error=None, rows=[row(video_id, f, x) for f in (0, 10)], started=0.0,
+                stamp=file_stamp(root / rel_path), rel_path=rel_path)
+
+    plan = ingest()
+    assert plan.new_videos == 2 and plan.changed_videos == 0
+    for video_id, rel_path in plan.to_enqueue:
+        process(video_id, rel_path, x=10)
+    with session_scope() as session:
+        session.add(Run(id="r1", status="done", config={}, split={}))
+        session.flush()
+        for crop_id in session.scalars(select(Crop.id)).all():
+            session.add(SplitMember(run_id="r1", crop_id=crop_id, part="train"))
+
+    replaced, touched = root / "Celeb-real" / "id0_0000.mp4", root / "Celeb-real" / "id1_0000.mp4"
+    replaced.write_bytes(os.urandom(EDGE_BYTES + 4096))  # same size, other bytes
+    later = touched.stat().st_mtime_ns + 5 * 10**9
+    os.utime(touched, ns=(later, later))
+    plan = ingest()
+    assert plan.changed_videos == 1 and [p for _, p in plan.to_enqueue] == [REPLACED]
+    with session_scope() as session:
+        again = session.scalars(select(Video).order_by(Video.rel_path)).all()
+        assert [(v.status, v.fingerprint) for v in again][0] == ("pending", None)
+        assert (again[1].status, again[1].mtime_ns) == ("done", later)
+
+    process(plan.to_enqueue[0][0], REPLACED, x=30)
+    with session_scope() as session:
+        run = session.get(Run, "r1")
+        assert (run.data_changed["videos"], run.data_changed["crops"], run.data_changed["examples"]) == (1, 2, [REPLACED])
+        assert session.scalar(select(func.count()).select_from(SplitMember)) == 2
+        assert sorted(session.scalars(select(Crop.x)).all()) == [10, 10, 30, 30]
+    assert ingest().changed_videos == 0
