@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -102,6 +103,11 @@ class Video(WorkState, Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ingest_id: Mapped[int | None] = mapped_column(ForeignKey("ingests.id"), nullable=True)
+    # The file its crops were made from (workers/fingerprint.py): a later ingest that finds another
+    # file under the same name does the video again. None: not processed since this was recorded.
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     dataset: Mapped[Dataset] = relationship(back_populates="videos")
     crops: Mapped[list["Crop"]] = relationship(back_populates="video", cascade="all, delete-orphan")
@@ -173,6 +179,9 @@ class Run(WorkState, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     resumed_from_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epochs already done
+    # Crops of its split replaced since it was planned (a video changed on disk, or was ingested again
+    # with --force): {"videos", "crops", "examples", "first_at", "last_at"}; None while its data is as planned.
+    data_changed: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
@@ -181,6 +190,9 @@ class SplitMember(Base):
     """Which part (train, val, test) of a run's split a crop belongs to."""
 
     __tablename__ = "split_members"
+    # "Which runs use this video's crops?" when a video is done again (workers/ingest.py), and the
+    # ON DELETE CASCADE from crops: both look rows up by crop.
+    __table_args__ = (Index("ix_split_members_crop_id", "crop_id"),)
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     crop_id: Mapped[int] = mapped_column(ForeignKey("crops.id", ondelete="CASCADE"), primary_key=True)

@@ -18,7 +18,9 @@ EXIT_FAILED = 1
 
 def fail(message: str, code: int) -> None:
     if message:
-        click.echo(f"error: {message}", err=True)
+        from orchestrator.output import escape_name
+
+        click.echo(f"error: {escape_name(message)}", err=True)
     sys.exit(code)
 
 

@@ -145,6 +145,7 @@ def run_ingest(dataset: str, params: IngestParams, *, workers: int, retry_failed
         "ingest_id": plan.ingest_id,
         "mode": "embedded" if settings.embedded else "distributed",
         "new_videos": plan.new_videos,
+        "changed_videos": plan.changed_videos,
         "enqueued": enqueued,
         "retried_failed": plan.retried_failed,
         "warnings": scan.warnings,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from pathlib import Path
 
 import click
@@ -18,8 +19,33 @@ def print_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Control and format characters (a newline, a carriage return, ESC, a right-to-left override), line
+# and paragraph separators, and the surrogates Python gives undecodable bytes of a file name.
+_UNPRINTABLE = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def escape_name(value) -> str:
+    """``value`` as text that stays on its line: a file or dataset name with a newline in it cannot
+    forge a line of our output (``a\\nb``). Every name and message in text output goes through here;
+    JSON output is left as it is (its strings are escaped already)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif unicodedata.category(char) in _UNPRINTABLE:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {escape_name(message)}", err=True)
 
 
 def warn_database_unreachable(exc: Exception) -> None:
@@ -37,7 +63,10 @@ class IngestProgress:
     def __call__(self, counts: dict[str, int]) -> None:
         finished = sum(n for status, n in counts.items() if status in FINISHED_STATUSES)
         self.bar.update(finished - self.bar.n)
-        self.bar.set_postfix({k: counts.get(k, 0) for k in (RUNNING, *FINISHED_STATUSES)}, refresh=False)
+        shown = {k: counts.get(k, 0) for k in (RUNNING, *FINISHED_STATUSES)}
+        if counts.get("held"):  # left pending by a full disk (workers.planning.ingest.HELD)
+            shown["held"] = counts["held"]
+        self.bar.set_postfix(shown, refresh=False)
 
     def close(self) -> None:
         self.bar.close()
@@ -90,11 +119,18 @@ def format_report(report: dict) -> str:
         f"leakage check: {s.get('shared_videos')} videos and {s.get('shared_sources')} source identities "
         f"shared by training and test" + ("  (THIS SPLIT LEAKS: scores are optimistic)" if s.get("leaks") else ""),
     ]
+    changed = report.get("data_changed")
+    if changed:
+        examples = ", ".join(escape_name(v) for v in changed.get("examples", []))
+        lines.append(f"DATA CHANGED since this run was planned: {changed['videos']} videos done again ({examples}"
+                     f"{', ...' if changed['videos'] > len(changed.get('examples', [])) else ''}), "
+                     f"{changed['crops']} of its crops replaced (first {changed.get('first_at')}); "
+                     "its model and scores are of the data it had")
     if report["status"] == RUN_DONE:
         if c.get("datasets"):
-            lines.insert(1, f"datasets: {', '.join(c['datasets'])}")
+            lines.insert(1, f"datasets: {', '.join(escape_name(d) for d in c['datasets'])}")
         warnings = m.get("warnings") or []
-        lines += [f"WARNING: {w}" for w in warnings]
+        lines += [f"WARNING: {escape_name(w)}" for w in warnings]
         lines += [
             f"test videos ({m.get('n_videos')}): auc {num(m.get('video_auc'))}  ap {num(m.get('video_ap'))}  "
             f"eer {num(m.get('video_eer'))}   (threshold-free)",
@@ -105,15 +141,15 @@ def format_report(report: dict) -> str:
             f"recall {num(m.get('video_recall'))}  confusion [[tn, fp], [fn, tp]] {m.get('video_confusion_matrix')}",
             f"  crops:  accuracy {num(m.get('accuracy'))}  precision {num(m.get('precision'))}  "
             f"recall {num(m.get('recall'))}  f1 {num(m.get('f1'))}  confusion {m.get('confusion_matrix')}",
-            f"model: {report['artifacts'].get('model')}",
-            "plots: " + ", ".join(report["artifacts"].get("plots", [])),
+            f"model: {escape_name(report['artifacts'].get('model'))}",
+            "plots: " + ", ".join(escape_name(p) for p in report["artifacts"].get("plots", [])),
         ]
         if report["artifacts"].get("report_html"):
-            lines.append(f"report: {report['artifacts']['report_html']}   "
-                         f"tensorboard --logdir {Path(report['artifacts']['dir']).parent}")
+            lines.append(f"report: {escape_name(report['artifacts']['report_html'])}   "
+                         f"tensorboard --logdir {escape_name(Path(report['artifacts']['dir']).parent)}")
         lines += [format_evaluation(e, short=True) for e in report.get("evaluations", [])]
     elif report.get("error"):
-        lines.append(f"error: {report['error']}")
+        lines.append(f"error: {escape_name(report['error'])}")
     return "\n".join(lines)
 
 
@@ -134,7 +170,7 @@ def format_runs(rows: list[dict]) -> str:
                 f"{num(r['video_accuracy'])}")
         # Cross-dataset video AUC beside the run's own: "  celebdf(all) v_auc 0.612".
         for e in r.get("evaluations") or []:
-            line += f"  {e['dataset']}({e['part']}) v_auc {num((e['metrics'] or {}).get('video_auc')).strip()}"
+            line += f"  {escape_name(e['dataset'])}({e['part']}) v_auc {num((e['metrics'] or {}).get('video_auc')).strip()}"
         lines.append(line)
     if any(r["leaks"] for r in rows):
         lines.append("* the split leaks (videos or identities on both sides): its scores are optimistic")
@@ -144,14 +180,15 @@ def format_runs(rows: list[dict]) -> str:
 
 
 def format_prediction(result: dict) -> str:
+    video = escape_name(result["video"])
     if result.get("error"):
-        return f"{result['video']}: not judged: {result['error']}"
+        return f"{video}: not judged: {escape_name(result['error'])}"
     if result["label"] is None:
-        return f"{result['video']}: no face found, no verdict"
-    text = (f"{result['video']}: {result['label']} (fake probability {result['fake_probability']:.3f}, "
+        return f"{video}: no face found, no verdict"
+    text = (f"{video}: {result['label']} (fake probability {result['fake_probability']:.3f}, "
             f"threshold {result.get('threshold', 0.5):.3f}, {result['faces']} faces)")
     if result.get("explanation"):
-        text += f"\n  why: {result['explanation']}"
+        text += f"\n  why: {escape_name(result['explanation'])}"
     return text
 
 
@@ -162,8 +199,10 @@ def format_status(status: dict) -> str:
         "  " + ", ".join(f"{k} {v}" for k, v in videos["by_status"].items()),
         f"crops: {status['crops']}",
     ]
-    lines += [f"failed: {failure['video']}: {failure['error']}" for failure in status["failures"]]
-    lines += [f"warning: {w['video']}: {w['warning']}" for w in status.get("warnings", [])]
+    lines += [f"failed: {escape_name(failure['video'])}: {escape_name(failure['error'])}"
+              for failure in status["failures"]]
+    lines += [f"warning: {escape_name(w['video'])}: {escape_name(w['warning'])}" for w in status.get("warnings", [])]
+    lines += [f"left pending: {escape_name(s['video'])}: {escape_name(s['error'])}" for s in status.get("stopped", [])]
     return "\n".join(lines)
 
 
@@ -172,16 +211,22 @@ def format_ingest(result: dict) -> str:
     videos = status["videos"]
     by = videos["by_status"]
     lines = [
-        f"dataset {result['name']!r}: {result['format']} layout"
+        f"dataset {escape_name(repr(result['name']))}: {result['format']} layout"
         + (" (recognised; --format to choose)" if result.get("format_detected") else ""),
-        f"{result['dataset']}: {videos['total']} videos ({videos['by_label']['real']} real, "
-        f"{videos['by_label']['fake']} fake), {result['new_videos']} new, {result['enqueued']} "
+        f"{escape_name(result['dataset'])}: {videos['total']} videos ({videos['by_label']['real']} real, "
+        f"{videos['by_label']['fake']} fake), {result['new_videos']} new, "
+        + (f"{result['changed_videos']} changed on disk (done again), " if result.get("changed_videos") else "")
+        + f"{result['enqueued']} "
         f"{'processed now' if result['followed'] else 'enqueued'}",
         f"done {by['done']}, no face {by['no_face']}, failed {by['failed']}, "
         f"pending {by['pending']}, running {by['running']}; {status['crops']} crops",
     ]
-    lines += [f"  failed: {failure['video']}: {failure['error']}" for failure in status["failures"][:10]]
-    lines += [f"  warning: {w['video']}: {w['warning']}" for w in status.get("warnings", [])[:10]]
+    lines += [f"  failed: {escape_name(failure['video'])}: {escape_name(failure['error'])}"
+              for failure in status["failures"][:10]]
+    lines += [f"  warning: {escape_name(w['video'])}: {escape_name(w['warning'])}"
+              for w in status.get("warnings", [])[:10]]
+    lines += [f"  left pending: {escape_name(s['video'])}: {escape_name(s['error'])}"
+              for s in status.get("stopped", [])[:10]]
     if len(status["failures"]) > 10:
         lines.append(f"  ... and {len(status['failures']) - 10} more (orchestrator status --json)")
     if not result["followed"] and result["enqueued"]:
@@ -202,8 +247,9 @@ def format_datasets(rows: list[dict]) -> str:
                     f"every {params.get('every')} s" if params else "-")
         if params.get("align"):
             sampling += ", aligned"
-        lines.append(f"{r['name']:<20} {r['format']:<8} {r['videos']:>6} {r['by_label']['real']:>5} "
-                     f"{r['by_label']['fake']:>5} {r['official_test_videos']:>5} {r['crops']:>6}  {sampling}  {r['root']}")
+        lines.append(f"{escape_name(r['name']):<20} {r['format']:<8} {r['videos']:>6} {r['by_label']['real']:>5} "
+                     f"{r['by_label']['fake']:>5} {r['official_test_videos']:>5} {r['crops']:>6}  {sampling}  "
+                     f"{escape_name(r['root'])}")
     return "\n".join(lines)
 
 
@@ -213,9 +259,10 @@ def format_evaluation(evaluation: dict, short: bool = False) -> str:
     def num(value):
         return "n/a" if value is None else f"{value:.4f}"
 
-    head = f"on {evaluation['dataset']} ({evaluation['part']}, {evaluation['videos']} videos, {evaluation['crops']} crops)"
+    head = f"on {escape_name(evaluation['dataset'])} ({evaluation['part']}, {evaluation['videos']} videos, {evaluation['crops']} crops)"
     if evaluation["status"] != RUN_DONE:
-        return f"{head}: {evaluation['status']}" + (f": {evaluation['error']}" if evaluation.get("error") else "")
+        return f"{head}: {evaluation['status']}" + (f": {escape_name(evaluation['error'])}" if evaluation.get("error")
+                                                     else "")
     line = (f"{head}: video auc {num(m.get('video_auc'))}  crop auc {num(m.get('auc'))}  "
             f"eer {num(m.get('eer'))}  video accuracy {num(m.get('video_accuracy'))}")
     if short:
@@ -223,4 +270,4 @@ def format_evaluation(evaluation: dict, short: bool = False) -> str:
     return "\n".join([f"run {evaluation['run_id']} " + line,
                       f"crops: accuracy {num(m.get('accuracy'))}  ap {num(m.get('ap'))}  loss {num(m.get('loss'))}  "
                       f"confusion matrix [[tn, fp], [fn, tp]]: {m.get('confusion_matrix')}",
-                      f"plot: {evaluation.get('roc')}"])
+                      f"plot: {escape_name(evaluation.get('roc'))}"])

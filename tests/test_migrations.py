@@ -85,7 +85,7 @@ def test_0005_renames_the_recorded_sampling_interval_every_and_back(database_url
             return (conn.execute(sa.select(datasets.c.params)).scalar(), conn.execute(sa.select(ingests.c.params)).scalar(),
                     *conn.execute(sa.select(runs.c.config).order_by(runs.c.id)).scalars())
 
-    command.upgrade(config, "head")
+    command.upgrade(config, "0005")
     dataset, ingest, run, empty = recorded()
     assert dataset == ingest == run["ingest"] == {"every": 2.0, "frames": None, "size": 64}
     assert run["epochs"] == 1 and empty == {"ingest": None}

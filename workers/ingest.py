@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
@@ -10,17 +11,18 @@ from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
-from db.models import Crop, Dataset, Ingest, Video, utcnow
+from db.models import Crop, Dataset, Ingest, Run, SplitMember, Video, utcnow
 from db.session import session_scope
 from shared.ingest_params import IngestParams
-from shared.labels import DONE, FAILED, FINISHED_STATUSES, LANDMARK_COLUMNS, NO_FACE, RUNNING
+from shared.labels import DONE, FAILED, FINISHED_STATUSES, LANDMARK_COLUMNS, NO_FACE, PENDING, RUNNING
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings
 from workers.align import align_face
 from workers.crop_pack import PACK_NAME, TMP_SUFFIX as PACK_TMP_SUFFIX, write_pack_atomically
 from workers.faces import Box, Landmarks, crop_face, detect_faces, keep_largest_face
+from workers.fingerprint import file_stamp
 from workers.video import (
     EvenFrames, SampledFrames, SeekMismatch, VideoError, VideoInfo, index_stream, open_video, sampled_indices,
 )
@@ -144,8 +146,12 @@ def write_png_atomically(path: Path, image: np.ndarray) -> None:
     The temporary name says which process writes it (``.<stem>.<host>.<pid>.tmp.png``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{socket.gethostname()}.{os.getpid()}{TMP_SUFFIX}")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"cannot write {tmp}")
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"cannot encode {path.name} as PNG")
+    # Written by Python, not cv2.imwrite: a full disk is then an OSError saying so (ENOSPC), not "False".
+    with open(tmp, "wb") as out:
+        out.write(encoded.data)
     os.replace(tmp, path)
 
 
@@ -220,13 +226,61 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
     folder_rel = crop_dir_for(dataset_id, rel_path)
     folder = settings.data_dir / folder_rel
     work_started = time.perf_counter()
+    stamp = file_stamp(Path(root) / rel_path)  # read before decoding: the file these crops come from
     try:
         result = extract_face_crops(Path(root) / rel_path, params, detector=detector)
     except VideoError as exc:
-        _record(video_id, status=FAILED, error=str(exc), rows=[], started=started)
+        _record(video_id, status=FAILED, error=str(exc), rows=[], started=started, stamp=stamp, rel_path=rel_path)
         remove_orphans(folder, keep=set(), stale_tmp_s=settings.cpu_task_hard_limit_s)
         return {"video": rel_path, "status": FAILED, "error": str(exc), "crops": 0, "ingest_id": ingest_id}
+    try:
+        rows, keep = _write_crops(result, folder, folder_rel, video_id, settings.crop_packs)
+    except OSError as exc:
+        if exc.errno not in TRANSIENT_OS_ERRNOS:
+            raise
+        return _leave_pending(video_id, rel_path, folder, exc, started, ingest_id)
+    status = DONE if rows else NO_FACE
+    work_seconds = time.perf_counter() - work_started
+    seconds = _record(video_id, status=status, error=None, rows=rows, started=started, info=result, stamp=stamp,
+                      rel_path=rel_path)
+    remove_orphans(folder, keep=keep, stale_tmp_s=settings.cpu_task_hard_limit_s)
+    return {
+        "video": rel_path,
+        "status": status,
+        "crops": len(rows),
+        "frames_sampled": result.frames_sampled,
+        "frames_expected": result.frames_expected,
+        "seconds": round(seconds, 3),
+        "work_seconds": round(work_seconds, 3),  # decode, detect, crop, write PNGs: no database
+        "ingest_id": ingest_id,
+    }
 
+
+# Errors of the machine that pass (a full disk or quota, too many open files, no memory, a network
+# file system that timed out): the video is left pending for the next run, not failed for good.
+TRANSIENT_OS_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+                                 errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE})
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _leave_pending(video_id: int, rel_path: str, folder: Path, exc: OSError, started: float,
+                   ingest_id: int | None) -> dict:
+    """A passing error while writing a video's crops: its files go (this frees the space first), its
+    rows go with them, and it stays pending with the reason until a command sends it again."""
+    settings = get_settings()
+    remove_orphans(folder, keep=set(), stale_tmp_s=settings.cpu_task_hard_limit_s)
+    reason = exc.strerror or str(exc)
+    advice = "free space and run the command again" if exc.errno in OUT_OF_SPACE_ERRNOS else "run the command again"
+    error = f"{reason} while writing its crops in {settings.data_dir}: left pending; {advice}"
+    _record(video_id, status=PENDING, error=error, rows=[], started=started, rel_path=rel_path,
+            extra={"enqueued_at": None})
+    return {"video": rel_path, "status": PENDING, "error": error, "crops": 0, "ingest_id": ingest_id,
+            "transient": True}
+
+
+def _write_crops(result: "VideoCrops", folder: Path, folder_rel: PurePosixPath, video_id: int,
+                 crop_packs: bool) -> tuple[list[dict], set[str]]:
+    """Write a video's crops (PNGs, and their pack) and return their rows and the file names to keep."""
     # A pack must never describe other PNGs than the ones on disk: drop the old one before they change.
     (folder / PACK_NAME).unlink(missing_ok=True)
     rows, names = [], []
@@ -250,34 +304,25 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
             )
         )
     keep = set(names)
-    if names and settings.crop_packs:
+    if names and crop_packs:
         write_pack_atomically(folder / PACK_NAME, names,
                               [cv2.cvtColor(crop.image_bgr, cv2.COLOR_BGR2RGB) for crop in result.crops])
         keep.add(PACK_NAME)
-    status = DONE if rows else NO_FACE
-    work_seconds = time.perf_counter() - work_started
-    seconds = _record(video_id, status=status, error=None, rows=rows, started=started, info=result)
-    remove_orphans(folder, keep=keep, stale_tmp_s=settings.cpu_task_hard_limit_s)
-    return {
-        "video": rel_path,
-        "status": status,
-        "crops": len(rows),
-        "frames_sampled": result.frames_sampled,
-        "frames_expected": result.frames_expected,
-        "seconds": round(seconds, 3),
-        "work_seconds": round(work_seconds, 3),  # decode, detect, crop, write PNGs: no database
-        "ingest_id": ingest_id,
-    }
+    return rows, keep
 
 
 def _record(video_id: int, *, status: str, error: str | None, rows: list[dict], started: float,
-            info: VideoCrops | None = None) -> float:
-    """Replace the video's crops and set its outcome in one transaction."""
+            info: VideoCrops | None = None, stamp: dict | None = None, rel_path: str | None = None,
+            extra: dict | None = None) -> float:
+    """Replace the video's crops and set its outcome in one transaction. ``stamp``: the file the crops
+    come from (workers/fingerprint.py). Runs whose split held the replaced crops are told so."""
     with session_scope() as session:
         # The UPDATE comes first: it takes the row lock (PostgreSQL) or the write lock (SQLite),
         # so two deliveries of the same video replace each other's crops one after the other.
         seconds = time.perf_counter() - started
         values = dict(status=status, error=error, finished_at=utcnow(), task_seconds=seconds)
+        values.update(stamp or {})
+        values.update(extra or {})
         if info is not None:
             values.update(
                 fps=info.info.fps,
@@ -288,6 +333,7 @@ def _record(video_id: int, *, status: str, error: str | None, rows: list[dict], 
                 frames_sampled=info.frames_sampled,
             )
         session.execute(update(Video).where(Video.id == video_id).values(**values))
+        note_replaced_crops(session, video_id, rel_path)
         session.execute(delete(Crop).where(Crop.video_id == video_id))
         if rows:
             session.execute(insert(Crop), rows)
@@ -305,3 +351,30 @@ def record_timeout(video_id: int, limit_s: float) -> None:
     """A video that outlived the task's time limit is recorded as failed, not retried."""
     _record(video_id, status=FAILED, error=f"took longer than the {limit_s:.0f} s time limit", rows=[],
             started=time.perf_counter())
+
+
+# A run's note names at most this many of the videos whose crops it lost.
+CHANGED_EXAMPLES = 5
+
+
+def note_replaced_crops(session, video_id: int, rel_path: str | None) -> None:
+    """Before a video's crops are replaced: every run whose split holds some of them records that its
+    data changed since (`orchestrator report` says so). Its split members of those crops go with the
+    crops (ON DELETE CASCADE); its model, metrics and split summary stay as they were."""
+    used = session.execute(
+        select(SplitMember.run_id, func.count()).join(Crop, Crop.id == SplitMember.crop_id)
+        .where(Crop.video_id == video_id).group_by(SplitMember.run_id)).all()
+    if not used:
+        return
+    if rel_path is None:
+        rel_path = session.scalar(select(Video.rel_path).where(Video.id == video_id))
+    now = utcnow().isoformat()
+    for run_id, crops in used:
+        run = session.scalar(select(Run).where(Run.id == run_id).with_for_update())
+        note = dict(run.data_changed or {"videos": 0, "crops": 0, "examples": [], "first_at": now})
+        note["videos"] += 1
+        note["crops"] += crops
+        if len(note["examples"]) < CHANGED_EXAMPLES and rel_path not in note["examples"]:
+            note["examples"] = [*note["examples"], rel_path]
+        note["last_at"] = now
+        run.data_changed = note

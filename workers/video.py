@@ -23,6 +23,8 @@ class VideoInfo:
     width: int
     height: int
     reported_frames: int  # what the container claims; may be wrong
+    # The container's own frame rate when it was absurd and ``fps`` was measured from timestamps.
+    reported_fps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,57 @@ def open_video(path: Path | str) -> tuple[cv2.VideoCapture, VideoInfo]:
             handle.read(1)
     except PermissionError:
         raise VideoError(f"{path}: permission denied") from None
+    capture = _open_capture(path)
+    fps = float(capture.get(cv2.CAP_PROP_FPS))
+    info = VideoInfo(
+        fps=fps,
+        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        reported_frames=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+    )
+    if plausible_fps(fps):
+        return capture, info
+    capture.release()
+    derived = fps_from_timestamps(path)
+    if derived is None:
+        shown = f"{fps:.3g} fps" if math.isfinite(fps) and fps > 0 else "no frame rate"
+        raise VideoError(f"the container reports {shown} and the frame timestamps give no plausible rate "
+                         f"({MIN_FPS:g}-{MAX_FPS:g} fps): re-encode it with a frame rate (ffmpeg -r)")
+    capture = _open_capture(path)
+    return capture, VideoInfo(fps=derived, width=info.width, height=info.height,
+                              reported_frames=info.reported_frames, reported_fps=fps)
+
+
+# Frame rates a video can really have. Outside them the container's metadata is wrong: an mp4 whose
+# last sample lasts minutes reads as 0.34 fps, one whose `stts` deltas are 0 as 0.14 fps, and every
+# frame would be sampled (docs/reliability.md).
+MIN_FPS, MAX_FPS = 1.0, 1000.0
+# Frames read to measure the rate from their timestamps when the metadata is absurd.
+TIMESTAMP_PROBE_FRAMES = 50
+
+
+def plausible_fps(fps: float) -> bool:
+    return math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS
+
+
+def fps_from_timestamps(path: Path | str, frames: int = TIMESTAMP_PROBE_FRAMES) -> float | None:
+    """The frame rate the first frames' timestamps (CAP_PROP_POS_MSEC) show: the median step between
+    them; None when there are too few or the rate they give is not plausible either."""
+    capture = _open_capture(path)
+    stamps = []
+    try:
+        while len(stamps) < frames and capture.grab():
+            stamps.append(capture.get(cv2.CAP_PROP_POS_MSEC))
+    finally:
+        capture.release()
+    steps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
+    if len(steps) < 2:
+        return None
+    fps = 1000.0 / float(np.median(steps))
+    return round(fps, 3) if plausible_fps(fps) else None
+
+
+def _open_capture(path: Path | str) -> cv2.VideoCapture:
     if _decode_threads:
         capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, _decode_threads])
     else:
@@ -88,17 +141,7 @@ def open_video(path: Path | str) -> tuple[cv2.VideoCapture, VideoInfo]:
     if not capture.isOpened():
         capture.release()
         raise VideoError("cannot open as a video")
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    info = VideoInfo(
-        fps=float(fps),
-        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-        reported_frames=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
-    )
-    if not math.isfinite(info.fps) or info.fps <= 0:
-        capture.release()
-        raise VideoError(f"the container reports no frame rate ({fps!r})")
-    return capture, info
+    return capture
 
 
 # OpenCV's FFMPEG seek (CAP_PROP_POS_FRAMES) goes back to the keyframe before target - 16 and

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.output import json_option, print_json
+from orchestrator.output import escape_name, json_option, print_json
 from shared.errors import InputError
 
 
@@ -37,7 +37,7 @@ def sample_data_command(dest, fmt, reals_per_folder, fakes, seconds, seed, as_js
         print_json(summary)
         return
     counts = summary["counts"]
-    click.echo(f"wrote {dest} ({fmt}): {counts['real']} real and {counts['fake']} fake videos; "
+    click.echo(f"wrote {escape_name(dest)} ({fmt}): {counts['real']} real and {counts['fake']} fake videos; "
                f"{counts['official_test']} in the official test set")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.output import format_ingest, format_prediction, format_report
+from orchestrator.output import escape_name, format_ingest, format_prediction, format_report
 from shared.errors import WorkFailed
 from shared.labels import RUN_DONE, TEST_LIST_NAME
 from shared.preprocessing import BACKBONES
@@ -40,10 +40,10 @@ def demo_command(dest, epochs, backbone, image_size, weights, workers):
 
     if not (dest / TEST_LIST_NAME).exists():
         videos = 2 * DEMO_SAMPLE["reals_per_folder"] + DEMO_SAMPLE["fakes"]
-        click.echo(f"1/4 writing a sample Celeb-DF dataset to {dest} ({videos} videos of {DEMO_SAMPLE['seconds']:g} s)")
+        click.echo(f"1/4 writing a sample Celeb-DF dataset to {escape_name(dest)} ({videos} videos of {DEMO_SAMPLE['seconds']:g} s)")
         make_sample_dataset(dest, **DEMO_SAMPLE)
     else:
-        click.echo(f"1/4 using the sample dataset in {dest}")
+        click.echo(f"1/4 using the sample dataset in {escape_name(dest)}")
     click.echo(f"2/4 ingest: one task per video on local Celery workers, a frame every {DEMO_EVERY_S} s")
     result = run_ingest(str(dest), IngestParams.from_options({"every": DEMO_EVERY_S}),
                         workers=workers or os.cpu_count() or 1, wait=True, progress=True)
@@ -64,5 +64,5 @@ def demo_command(dest, epochs, backbone, image_size, weights, workers):
         for (truth, _), prediction in zip(held_out, results):
             verdict = "right" if prediction["label"] == truth else ("no verdict" if prediction["label"] is None else "WRONG")
             click.echo(f"{format_prediction(prediction)}\n  truth: {truth} -> {verdict}")
-    click.echo(f"report: {run_dir / 'report.html'}   pictures of why: {run_dir / 'explain'}/*.png\n"
-               f"training curves: tensorboard --logdir {run_dir.parent}   compare runs: orchestrator runs")
+    click.echo(f"report: {escape_name(run_dir / 'report.html')}   pictures of why: {escape_name(run_dir / 'explain')}/*.png\n"
+               f"training curves: tensorboard --logdir {escape_name(run_dir.parent)}   compare runs: orchestrator runs")

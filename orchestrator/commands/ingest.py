@@ -51,5 +51,16 @@ def ingest_command(dataset, workers, fmt, name, compression, splits, retry_faile
         for message in result["warnings"]:
             warn(message)
         click.echo(format_ingest(result))
+    stopped = result["status"].get("stopped")
+    if stopped:
+        raise WorkFailed(stopped_message(stopped))
     if result["status"]["failures"] or (result["training"] or {}).get("report", {}).get("status") == RUN_FAILED:
         raise WorkFailed("")
+
+
+def stopped_message(stopped: list[dict]) -> str:
+    """The command's error when a passing error (a full disk) left videos pending."""
+    if any("free space" in (s.get("error") or "") for s in stopped):
+        return (f"{len(stopped)} videos left pending: no space left for their crops in DATA_DIR; "
+                "free space and run the same command again")
+    return f"{len(stopped)} videos left pending: {stopped[0]['error']}"

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from orchestrator.options import train_config_options
-from orchestrator.output import (format_evaluation, format_prediction, format_report, format_runs, json_option,
-                                 print_json, warn)
+from orchestrator.output import (escape_name, format_evaluation, format_prediction, format_report, format_runs,
+                                 json_option, print_json, warn)
 from shared.errors import InputError, WorkFailed
 from shared.labels import RUN_FAILED, RUN_QUEUED, RUN_RUNNING
 
@@ -135,5 +135,5 @@ def export_model_command(args, fmt, as_json):
         print_json(described)
         return
     size = described["input"]["shape"][1]
-    click.echo(f"run {run.id}: {fmt} written to {described['path']} (input uint8 RGB crops (N, {size}, {size}, 3), "
-               f"output fake probability (N, 1); threshold {described['threshold']}; see {dest / 'serving.json'})")
+    click.echo(f"run {run.id}: {fmt} written to {escape_name(described['path'])} (input uint8 RGB crops (N, {size}, {size}, 3), "
+               f"output fake probability (N, 1); threshold {described['threshold']}; see {escape_name(dest / 'serving.json')})")

@@ -16,6 +16,7 @@ from shared.labels import FAILED, FINISHED_STATUSES, PENDING, RUNNING
 from shared.settings import get_settings
 from workers.celery_app import PROCESS_VIDEO_TASK, app
 from workers.datasets import DatasetScan
+from workers.planning.status import held_videos
 from workers.planning.waiting import poll_until
 
 
@@ -47,6 +48,7 @@ class IngestPlan:
     to_enqueue: list[tuple[int, str]] = field(default_factory=list)  # (video id, rel path)
     retried_failed: int = 0
     dataset_name: str = ""
+    changed_videos: int = 0  # finished videos whose file is another one now: done again
 
 
 # Parameters that change what a crop looks like: a dataset's crops are all made with the same ones.
@@ -140,6 +142,7 @@ def register_videos(scan: DatasetScan, params: dict, *, retry_failed: bool, embe
             for chunk in chunked(ids):
                 session.execute(update(Video).where(Video.id.in_(chunk)).values(official_test=marked))
         new = len(new_rows)
+        changed = mark_changed_videos(session, dataset.id, scan.root, {e.rel_path for e in scan.videos})
         ingest = Ingest(dataset_id=dataset.id, params=params, then_train=then_train, train_options=train_options)
         session.add(ingest)
         session.flush()
@@ -188,7 +191,44 @@ def register_videos(scan: DatasetScan, params: dict, *, retry_failed: bool, embe
             to_enqueue=[(r.id, r.rel_path) for r in rows],
             retried_failed=retried,
             dataset_name=dataset.name,
+            changed_videos=changed,
         )
+
+
+def mark_changed_videos(session, dataset_id: int, root, scanned: set[str]) -> int:
+    """Finished videos whose file was replaced under the same name since their crops were made: back
+    to pending, to be done again (the worker replaces their crops in one transaction). Returns how
+    many. Videos recorded before files were stamped get the stamp of their file now (size and time:
+    only a later change can be seen)."""
+    from pathlib import Path
+
+    from workers.fingerprint import stamp_differs
+
+    rows = session.execute(
+        select(Video.id, Video.rel_path, Video.size_bytes, Video.mtime_ns, Video.fingerprint)
+        .where(Video.dataset_id == dataset_id, Video.status.in_(FINISHED_STATUSES))).all()
+    changed, restamped = [], []
+    for row in rows:
+        if row.rel_path not in scanned:
+            continue
+        path = Path(root) / row.rel_path
+        differs = stamp_differs(row._asdict(), path)
+        if differs:
+            changed.append(row.id)
+            continue
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if row.size_bytes is None or stat.st_mtime_ns != row.mtime_ns:  # unstamped, or the same bytes touched
+            restamped.append({"id": row.id, "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    for chunk in chunked(changed):
+        session.execute(update(Video).where(Video.id.in_(chunk))
+                        .values(status=PENDING, error=None, enqueued_at=None, size_bytes=None, mtime_ns=None,
+                                fingerprint=None))
+    for chunk in chunked(restamped):
+        session.execute(update(Video), chunk)
+    return len(changed)
 
 
 def enqueue_videos(ingest_id: int, videos: list[tuple[int, str]], params: dict, *, force: bool = False) -> int:
@@ -280,16 +320,27 @@ def queued_video_ids() -> set[int] | None:
     return ids
 
 
+# Pending videos that a passing error (a full disk) stopped: no message will bring them back before
+# a command sends them again, so a wait does not wait for them (counted apart under this key).
+HELD = "held"
+
+
 def dataset_counts(dataset_id: int) -> dict[str, int]:
     with session_scope() as session:
         rows = session.execute(
             select(Video.status, func.count()).where(Video.dataset_id == dataset_id).group_by(Video.status)
         ).all()
-    return {status: count for status, count in rows}
+        held = session.scalar(select(func.count()).select_from(Video)
+                              .where(Video.dataset_id == dataset_id, held_videos())) if rows else 0
+    counts = {status: count for status, count in rows}
+    if held:
+        counts[PENDING] -= held
+        counts[HELD] = held
+    return counts
 
 
 def unfinished_count(counts: dict[str, int]) -> int:
-    return sum(n for status, n in counts.items() if status not in FINISHED_STATUSES)
+    return sum(n for status, n in counts.items() if status not in FINISHED_STATUSES and status != HELD)
 
 
 def wait_until_finished(dataset_id: int, *, on_tick: Callable[[dict[str, int]], None] | None = None,

@@ -194,6 +194,8 @@ def run_report(run: Run) -> dict:
         "artifacts": {"model": artifacts.get("model"), "plots": artifacts.get("plots", []), **artifacts},
         "progress": run.progress,
         "error": run.error,
+        # Crops of its split replaced since it was planned (videos changed on disk): None when none were.
+        "data_changed": run.data_changed,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         # The model scored on other datasets (`orchestrator evaluate`), oldest first.

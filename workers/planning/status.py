@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from db.models import Crop, Dataset, Video
 from db.session import session_scope
 from shared.errors import InputError
-from shared.labels import FAILED, LABEL_NAMES, LANDMARK_COLUMNS, VIDEO_STATUSES
+from shared.labels import FAILED, LABEL_NAMES, LANDMARK_COLUMNS, PENDING, VIDEO_STATUSES
 
 # A video decoded to less than this share of the frames its container announced gets a warning.
 SHORT_DECODE = 0.9
@@ -20,6 +20,12 @@ EXPORT_COLUMNS = (
 )
 # With several datasets in the database (and no --dataset), rows also say which one.
 DATASET_COLUMN = "dataset"
+
+
+def held_videos():
+    """Where-clause of the videos a passing error (a full disk) left pending: workers/ingest.py's
+    _leave_pending records the reason and clears enqueued_at; sending a video again sets it."""
+    return (Video.status == PENDING) & Video.error.is_not(None) & Video.enqueued_at.is_(None)
 
 
 def dataset_names() -> list[str]:
@@ -84,6 +90,12 @@ def ingest_status(dataset_id: int | None = None) -> dict:
                 scoped(select(Video.rel_path, Video.error).where(Video.status == FAILED).order_by(Video.rel_path))
             )
         ]
+        # Left pending by a passing error (a full disk): they wait for the command to be run again.
+        stopped = [
+            {"video": rel_path, "error": error}
+            for rel_path, error in session.execute(
+                scoped(select(Video.rel_path, Video.error).where(held_videos()).order_by(Video.rel_path)))
+        ]
         # Decoding stopped well before the frames the container announced: a damaged video.
         short = (Video.frames_expected > 0) & (Video.frames_decoded < Video.frames_expected * SHORT_DECODE)
         warnings = [
@@ -96,6 +108,7 @@ def ingest_status(dataset_id: int | None = None) -> dict:
         "videos": {"total": sum(by_status.values()), "by_status": by_status, "by_label": by_label},
         "crops": crops or 0,
         "failures": failures,
+        "stopped": stopped,
         "warnings": warnings,
     }
 
