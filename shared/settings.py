@@ -72,12 +72,28 @@ class Settings:
     train_heartbeat_s: float = 30.0
     train_lease_s: float = 300.0
     train_max_attempts: int = 3
+    # Judging one uploaded or listed video on the `predict` queue (workers/judge.py). Both stay under
+    # the Redis visibility timeout (CPU_TASK_HARD_LIMIT_S + 300 s), as the video task's do.
+    predict_task_soft_limit_s: int = 300
+    predict_task_hard_limit_s: int = 360
+    # A judgement whose worker died this many times in the middle of it is marked failed.
+    predict_max_attempts: int = 3
+    # `orchestrator serve`: the largest upload (413 above it), requests per API key per minute
+    # (429 above it), and uploads received at once (429 above it: the disk and the hashing are the
+    # server's work; the judging is the workers').
+    api_max_upload_mb: int = 200
+    api_requests_per_minute: int = 120
+    api_max_concurrent_uploads: int = 8
     db_pool_size: int = 2
     db_max_overflow: int = 2
 
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
     @property
     def broker_dir(self) -> Path:
