@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.chromium import CHROMIUM, Browser
 from tests.judging_support import make_judging_run, pipeline_settings, sample_videos
 from tests.serve_support import Server, upload, wait_finished
 from tests.support import pipeline_env, run_cli
@@ -29,7 +30,7 @@ def served(tmp_path_factory):
     assert run_cli(["api-key", "revoke", "gone"], env).returncode == 0
     with Server(env, root, ["--workers", "1"]) as server:
         yield {"server": server, "data_dir": data_dir, "run_id": run_id, "videos": videos, "keys": keys,
-               "root": root}
+               "root": root, "env": env}
 
 
 def test_health_metrics_and_schema(served):
@@ -132,3 +133,34 @@ def test_serve_refuses_to_start_without_keys_or_open_without_auth(tmp_path):
     assert open_wide.returncode == 2 and "127.0.0.1" in open_wide.stderr
     no_key = run_cli(["serve"], env)
     assert no_key.returncode == 2 and "api-key create" in no_key.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_the_web_page_signs_in_uploads_and_shows_the_verdict(served, tmp_path):
+    server, videos = served["server"], served["videos"]
+    key = run_cli(["api-key", "create", "page"], served["env"]).stdout.strip()
+    browser = Browser(tmp_path / "profile").open(f"{server.url}/")
+    try:
+        browser.wait_for("document.readyState === 'complete' && document.getElementById('signin-form') !== null")
+        browser.evaluate(f"document.getElementById('key').value = {key!r}; "
+                         "document.getElementById('signin-form').requestSubmit(); true")
+        browser.wait_for("!document.getElementById('app').hidden", 30)
+        browser.evaluate("document.getElementById('explain').checked = true")
+        browser.choose_files("#files", [videos[1]])
+        judgement_id = browser.wait_for("document.body.dataset.lastVerdict", 180)
+        row = browser.evaluate(f"(() => {{ const r = document.querySelector('tr[data-id=\"{judgement_id}\"]');"
+                               " return [r.cells[0].textContent, r.dataset.status, r.cells[2].textContent]; })()")
+        browser.evaluate(f"document.querySelector('tr[data-id=\"{judgement_id}\"]').click()")
+        browser.wait_for("!document.getElementById('sheet').hidden && document.getElementById('sheet').naturalWidth > 0", 30)
+        points = browser.evaluate("document.querySelectorAll('#plot circle').length")
+        summary = browser.evaluate("document.getElementById('detail-summary').textContent")
+        shot = browser.screenshot(tmp_path / "page.png")
+    finally:
+        browser.close()
+
+    with server.client(key) as client:
+        judged = client.get(f"/v1/judgements/{judgement_id}").json()
+    assert row == [videos[1].name, "done", judged["verdict"].upper()]
+    assert points == judged["faces"] > 0
+    assert summary.startswith(f"{judged['verdict'].upper()}: fake probability {judged['fake_probability']:.3f}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000

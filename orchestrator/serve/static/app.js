@@ -46,21 +46,28 @@ function show(j) {
 }
 
 async function follow(id) {
-  if (state.polling.has(id)) return;
+  if (state.polling.has(id)) return;  // one loop per judgement
   state.polling.add(id);
+  let pause = 1000;
   try {
     for (;;) {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      const j = await (await api(`/v1/judgements/${id}`)).json();
-      state.polling.delete(id);
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      let j;
+      try {
+        j = await (await api(`/v1/judgements/${id}`)).json();
+      } catch (error) {
+        if (error.status === 401 || error.status === 404) return;
+        pause = Math.min(pause * 2, 10000);  // 429 or a network blip: back off and ask again
+        continue;
+      }
+      pause = 1000;
       show(j);
       if (j.status !== "queued" && j.status !== "running") {
         document.body.dataset.lastVerdict = j.id;
         return;
       }
-      state.polling.add(id);
     }
-  } catch (error) { state.polling.delete(id); }
+  } finally { state.polling.delete(id); }
 }
 
 async function send(files) {
