@@ -10,7 +10,7 @@ from pathlib import Path
 
 IMAGE_SIZE = 32
 # One frame every 0.5 s of the 1 s sample videos: two frames, one face each.
-INGEST = {"every_s": 0.5, "size": IMAGE_SIZE}
+INGEST = {"every_s": 0.5}
 THRESHOLD = 0.5
 
 
@@ -40,7 +40,8 @@ def pipeline_settings(**values: str | Path | None):
         reset_settings()
 
 
-def make_judging_run(data_dir: Path, database_url: str | None = None, run_id: str = "20261207-000000-t1ny") -> str:
+def make_judging_run(data_dir: Path, database_url: str | None = None, run_id: str = "20261207-000000-t1ny",
+                     image_size: int = IMAGE_SIZE) -> str:
     """Record a finished run whose model is a randomly initialised `tiny` network; its run id.
     The output layer is scaled so that crops get clearly different probabilities."""
     import keras
@@ -55,16 +56,16 @@ def make_judging_run(data_dir: Path, database_url: str | None = None, run_id: st
     with pipeline_settings(DATA_DIR=data_dir, DATABASE_URL=database_url):
         upgrade_schema()
         keras.utils.set_random_seed(7)
-        model = build_model("tiny", weights="none", image_size=IMAGE_SIZE, augment=False)
+        model = build_model("tiny", weights="none", image_size=image_size, augment=False)
         dense = model.layers[-1]
         kernel, bias = dense.get_weights()
         dense.set_weights([kernel * 40.0, bias])
         run_dir = data_dir / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         model.save(str(run_dir / "model.keras"))
-        config = {"backbone": "tiny", "image_size": IMAGE_SIZE, "threshold": THRESHOLD, "epochs": 0,
+        config = {"backbone": "tiny", "image_size": image_size, "threshold": THRESHOLD, "epochs": 0,
                   "split": "video", "weights": "none",
-                  "ingest": IngestParams.from_settings(every_s=INGEST["every_s"], size=INGEST["size"]).as_dict()}
+                  "ingest": IngestParams.from_settings(every_s=INGEST["every_s"], size=image_size).as_dict()}
         with session_scope() as session:
             session.add(Run(id=run_id, status="done", config=config,
                             artifacts={"model": str(run_dir / "model.keras"), "plots": []}))

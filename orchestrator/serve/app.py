@@ -159,9 +159,16 @@ def create_app(config: ServeConfig, lifespan=None) -> FastAPI:
             upload_slots.release()
         report, new = await run_in_threadpool(record_upload, upload, who, explain, force)
         if new:
-            from workers.planning.judgements import dispatch_judgement
+            from workers.planning.judgements import dispatch_judgement, mark_unsent
 
-            await run_in_threadpool(dispatch_judgement, report["id"], upload.file_name, force)
+            try:
+                await run_in_threadpool(dispatch_judgement, report["id"], upload.file_name, force)
+            except Exception as exc:  # noqa: BLE001 - the broker refused: say so, keep nothing queued for ever
+                reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                log.warning("judgement %s not sent: %s", report["id"], reason)
+                await run_in_threadpool(mark_unsent, report["id"], reason)
+                raise error(503, f"the queue is unreachable ({reason}): send the video again later",
+                            {"Retry-After": "30"}) from None
         return JSONResponse(public(report), status_code=202 if report["status"] in ("queued", "running") else 200,
                             headers={"Location": f"/v1/judgements/{report['id']}"})
 

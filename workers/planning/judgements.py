@@ -121,6 +121,14 @@ def dispatch_judgement(judgement_id: str, video: str = "", force: bool = False) 
     return result.id
 
 
+def mark_unsent(judgement_id: str, error: str) -> None:
+    """A judgement whose message could not be sent (broker down) is failed, not left queued for
+    ever: sending the same video again makes a new one (failed judgements give no stored verdict)."""
+    with session_scope() as session:
+        session.execute(update(Judgement).where(Judgement.id == judgement_id, Judgement.status == QUEUED)
+                        .values(status=FAILED, error=f"not sent: {error}"[:2000], finished_at=_now()))
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
