@@ -47,6 +47,8 @@ def test_health_metrics_and_schema(served):
         assert "http" not in page.text.split("<body>")[1]  # nothing fetched from elsewhere (no CDN)
         metrics = client.get("/metrics").text
     assert 'celebdf_judgements{status="done"}' in metrics and "celebdf_predict_queue_depth" in metrics
+    # The server itself never loads TensorFlow (its workers do, in their own processes).
+    assert "tensorflow" not in open(f"/proc/{server.process.pid}/maps").read()
     assert "celebdf_judgement_seconds_bucket" in metrics and "celebdf_http_requests_total" in metrics
 
 
