@@ -166,3 +166,21 @@ def test_the_web_page_signs_in_uploads_and_shows_the_verdict(served, tmp_path):
     assert points == judged["faces"] > 0
     assert summary.startswith(f"{judged['verdict'].upper()}: fake probability {judged['fake_probability']:.3f}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
+
+
+def test_embedded_a_local_worker_child_killed_while_judging_is_sent_again_and_ends_done_once(served):
+    import os
+    import signal
+
+    from tests.support import wait_until
+    from tests.test_serve_faults import running_judgement
+
+    server, data_dir, video = served["server"], served["data_dir"], served["videos"][4]
+    key = run_cli(["api-key", "create", "killed"], served["env"]).stdout.strip()
+    with server.client(key) as client:
+        judgement_id = upload(client, video, explain="true").json()["id"]
+        running_id, pid = wait_until(lambda: running_judgement(data_dir, None), 120, 0.01, "a running judgement")
+        os.kill(pid, signal.SIGKILL)
+        assert wait_finished(data_dir, [judgement_id]) == {judgement_id: "done"}
+        judged = client.get(f"/v1/judgements/{judgement_id}").json()
+    assert running_id == judgement_id and judged["attempts"] == 2 and judged["explanation_url"]

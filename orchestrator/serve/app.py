@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -179,7 +179,6 @@ def create_app(config: ServeConfig, lifespan=None) -> FastAPI:
         try:
             capture, _ = open_video(upload.path)
             capture.release()
-            ok, _frame = True, None
         except VideoError as exc:
             upload.path.unlink(missing_ok=True)
             raise error(422, f"not a readable video: {str(exc).replace(str(upload.path), 'the upload')}") from None
