@@ -51,12 +51,14 @@ def test_queue_predict_equals_in_process_and_judges_each_video_once(tmp_path):
     assert {r["video"]: (r["id"], r["attempts"], r["fake_probability"]) for r in again} == before
     assert all(r["stored"] for r in again) and not any(r["stored"] for r in judged)
 
-    forced = run_cli(["predict", "--queue", "--force", "--csv", "--workers", "1", str(videos[0])], env)
+    forced = run_cli(["predict", "--queue", "--force", "--csv", "--workers", "1", "--explain", str(tmp_path / "why"),
+                      str(videos[0])], env)
     assert forced.returncode == 0, forced.stderr
     (row,) = list(csv.DictReader(io.StringIO(forced.stdout)))
     first = next(r for r in judged if r["video"] == str(videos[0]))
     assert row["id"] != first["id"] and row["status"] == "done" and row["run_id"] == run_id
     assert float(row["fake_probability"]) == pytest.approx(first["fake_probability"], abs=1e-6)
+    assert (tmp_path / "why" / f"{videos[0].stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     text = run_cli(["predict", "--queue", str(videos[0]), str(tmp_path / "missing.mp4")], env)
     assert text.returncode == 1 and "stored verdict" in text.stdout and "not judged" in text.stdout
