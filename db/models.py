@@ -217,3 +217,61 @@ class Evaluation(WorkState, Base):
     artifacts: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """A key of the HTTP API (`orchestrator api-key create NAME`). Only its SHA-256 is kept: the key
+    itself is printed once and never stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the whole key
+    prefix: Mapped[str] = mapped_column(String(16))  # its first characters, to tell keys apart in a list
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Judgement(Base):
+    """One video judged by one run's model (`predict --queue`, the HTTP API): who asked, which bytes,
+    which model, how it went, and the verdict. The same bytes and the same model file give the
+    stored verdict again (workers/planning/judgements.py), unless forced."""
+
+    __tablename__ = "judgements"
+    __table_args__ = (
+        Index("ix_judgements_video_model", "video_sha256", "model_sha256"),
+        Index("ix_judgements_owner_created", "api_key_id", "created_at"),
+        Index("ix_judgements_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    video_sha256: Mapped[str] = mapped_column(String(64))
+    video_size: Mapped[int] = mapped_column(BigInteger)
+    file_name: Mapped[str | None] = mapped_column(String(512), nullable=True)  # as sent: data, never a path
+    source: Mapped[str] = mapped_column(String(1024))  # where the worker reads it (an upload: by content hash)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)  # None: the CLI
+    requested_by: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str] = mapped_column(String(64))
+    backbone: Mapped[str] = mapped_column(String(64))
+    threshold: Mapped[float] = mapped_column(Float)
+    aggregation: Mapped[str] = mapped_column(String(32))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    ingest_params: Mapped[dict] = mapped_column(JSON)
+    explain: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|no_face|failed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    verdict: Mapped[str | None] = mapped_column(String(8), nullable=True)  # real|fake
+    fake_probability: Mapped[float | None] = mapped_column(Float, nullable=True)
+    faces: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # [{"t": seconds, "frame": index, "face": index, "p": fake probability}, ...] in the video's order.
+    scores: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    explanation: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # the Grad-CAM sheet
+    reused_from: Mapped[str | None] = mapped_column(String(32), nullable=True)  # a stored verdict given again
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    task_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -271,3 +271,33 @@ def format_evaluation(evaluation: dict, short: bool = False) -> str:
                       f"crops: accuracy {num(m.get('accuracy'))}  ap {num(m.get('ap'))}  loss {num(m.get('loss'))}  "
                       f"confusion matrix [[tn, fp], [fn, tp]]: {m.get('confusion_matrix')}",
                       f"plot: {escape_name(evaluation.get('roc'))}"])
+
+
+JUDGEMENT_CSV_COLUMNS = ("video", "status", "verdict", "fake_probability", "threshold", "faces", "id", "run_id",
+                         "model_sha256", "video_sha256", "reused_from", "error")
+
+
+def format_judgement(result: dict) -> str:
+    """One line per video of `predict --queue` (its judgement, or why it was not judged)."""
+    if "status" not in result:
+        return f"{result['video']}: not judged: {result['error']}"
+    if result["status"] == "failed":
+        return f"{result['video']}: failed: {result['error']} (judgement {result['id']})"
+    if result["status"] == "no_face":
+        return f"{result['video']}: no face found, no verdict (judgement {result['id']})"
+    text = (f"{result['video']}: {result['verdict']} (fake probability {result['fake_probability']:.3f}, "
+            f"threshold {result['threshold']:.3f}, {result['faces']} faces; judgement {result['id']}"
+            + (", stored verdict" if result.get("stored") or result.get("reused_from") else "") + ")")
+    if result.get("explanation"):
+        text += f"\n  why: {result['explanation']}"
+    return text
+
+
+def print_judgements_csv(results: list[dict]) -> None:
+    import csv
+
+    writer = csv.DictWriter(sys.stdout, fieldnames=JUDGEMENT_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for result in results:
+        model = result.get("model") or {}
+        writer.writerow({**result, "run_id": model.get("run_id"), "model_sha256": model.get("sha256")})

@@ -72,12 +72,28 @@ class Settings:
     train_heartbeat_s: float = field(default=30.0, metadata={"help": "How often a training worker renews its run's lease."})
     train_lease_s: float = field(default=300.0, metadata={"help": "A run whose lease is older than this is taken back by any GPU worker and resumed."})
     train_max_attempts: int = field(default=3, metadata={"help": "Starts of a run before it is marked failed."})
+    # Judging one uploaded or listed video on the `predict` queue (workers/judge.py). Both stay under
+    # the Redis visibility timeout (CPU_TASK_HARD_LIMIT_S + 300 s), as the video task's do.
+    predict_task_soft_limit_s: int = field(default=300, metadata={"help": "Soft time limit of judging one video on the predict queue."})
+    predict_task_hard_limit_s: int = field(default=360, metadata={"help": "Hard time limit of judging one video."})
+    # A judgement whose worker died this many times in the middle of it is marked failed.
+    predict_max_attempts: int = field(default=3, metadata={"help": "A judgement whose worker died this many times mid-way is marked failed."})
+    # `orchestrator serve`: the largest upload (413 above it), requests per API key per minute
+    # (429 above it), and uploads received at once (429 above it: the disk and the hashing are the
+    # server's work; the judging is the workers').
+    api_max_upload_mb: int = field(default=200, metadata={"help": "Largest upload to `orchestrator serve`, in MB (413 above it)."})
+    api_requests_per_minute: int = field(default=120, metadata={"help": "Requests per API key per minute (429 above it)."})
+    api_max_concurrent_uploads: int = field(default=8, metadata={"help": "Uploads the server receives at once (429 above it)."})
     db_pool_size: int = field(default=2, metadata={"help": "Database connections kept per process."})
     db_max_overflow: int = field(default=2, metadata={"help": "Extra database connections a process may open beyond the pool."})
 
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
     @property
     def broker_dir(self) -> Path:

@@ -40,11 +40,14 @@ IMAGE_DEFAULTS = {
     "flower": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
     "orchestrator": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
     "gpu-worker": ("PIPELINE_GPU_IMAGE", "celebdf-pipeline:gpu"),
+    "predict-worker": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
+    "api": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
 }
 
-SERVICES = {"redis", "postgres", "migrate", "cpu-worker", "gpu-worker", "flower", "orchestrator"}
-WORKERS = ("cpu-worker", "gpu-worker")
-PIPELINE_SERVICES = ("migrate", "cpu-worker", "gpu-worker", "flower", "orchestrator")
+SERVICES = {"redis", "postgres", "migrate", "cpu-worker", "gpu-worker", "predict-worker", "flower", "orchestrator",
+            "api"}
+WORKERS = ("cpu-worker", "gpu-worker", "predict-worker")
+PIPELINE_SERVICES = ("migrate", "cpu-worker", "gpu-worker", "predict-worker", "flower", "orchestrator", "api")
 SECRETS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD")
 DATASET_TARGET = "/dataset"
 # Variables a service sets that are not pipeline settings, and the program that reads each.
@@ -165,7 +168,7 @@ def test_every_service_exists(raw):
 
 
 def test_worker_queues_match_the_celery_app(compose):
-    from workers.celery_app import CPU_QUEUE, GPU_QUEUE, PROCESS_VIDEO_TASK, TRAIN_TASK, app
+    from workers.celery_app import CPU_QUEUE, GPU_QUEUE, JUDGE_TASK, PREDICT_QUEUE, PROCESS_VIDEO_TASK, TRAIN_TASK, app
 
     consumed = {}
     for name in WORKERS:
@@ -174,10 +177,12 @@ def test_worker_queues_match_the_celery_app(compose):
         consumed[name] = set(option(args, "-Q", "--queues").split(","))
     assert consumed["cpu-worker"] == {CPU_QUEUE}
     assert consumed["gpu-worker"] == {GPU_QUEUE}
+    assert consumed["predict-worker"] == {PREDICT_QUEUE}
 
     routes = app.conf.task_routes
     assert routes[PROCESS_VIDEO_TASK]["queue"] in consumed["cpu-worker"]
     assert routes[TRAIN_TASK]["queue"] in consumed["gpu-worker"]
+    assert routes[JUDGE_TASK]["queue"] in consumed["predict-worker"]
     every_consumed = set().union(*consumed.values())
     for task, route in routes.items():
         assert route["queue"] in every_consumed, f"{task} is routed to {route['queue']!r}, which no worker consumes"
@@ -214,6 +219,7 @@ def test_cpu_worker_concurrency_override_is_read_by_celery(monkeypatch, compose)
     env = env_of(compose["services"]["cpu-worker"])
     assert env["CELERY_WORKER_CONCURRENCY"] == ""  # empty in .env.example: Celery's default
     assert "CELERY_WORKER_CONCURRENCY" not in env_of(compose["services"]["gpu-worker"])
+    assert env_of(compose["services"]["predict-worker"])["CELERY_WORKER_CONCURRENCY"] == ""
 
     monkeypatch.setenv("CELERY_WORKER_CONCURRENCY", "3")
     parent = click.Context(celery_cli, info_name="celery", auto_envvar_prefix="CELERY")
@@ -260,6 +266,23 @@ def test_migrate_and_orchestrator_run_real_cli_commands(compose):
 
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"]["orchestrator"] == "orchestrator.cli:main"
+
+
+def test_api_serves_the_cli_command_on_a_published_port_with_keys(compose):
+    import click
+
+    from orchestrator.cli import main
+
+    service = compose["services"]["api"]
+    args = argv(service)
+    assert args[:2] == ["orchestrator", "serve"] and "--no-auth" not in args  # keys required off 127.0.0.1
+    serve = main.get_command(click.Context(main), "serve")
+    ctx = serve.make_context("serve", args[2:])
+    assert ctx.params["host"] == "0.0.0.0" and ctx.params["port"] == 8000
+    assert any(str(p).endswith(":8000") for p in service["ports"]), service["ports"]
+    assert "8000/openapi.json" in " ".join(service["healthcheck"]["test"])
+    depends = service["depends_on"]
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
 
 
 def test_flower_has_auth_a_published_port_and_the_broker(compose):
@@ -466,7 +489,7 @@ def test_env_example_states_the_current_defaults():
 def test_every_image_is_a_variable_with_todays_default(raw):
     for name, (variable, default) in IMAGE_DEFAULTS.items():
         assert raw["services"][name]["image"] == f"${{{variable}:-{default}}}", name
-    for name in ("migrate", "cpu-worker", "flower", "orchestrator", "gpu-worker"):
+    for name in ("migrate", "cpu-worker", "predict-worker", "flower", "orchestrator", "api", "gpu-worker"):
         args = raw["services"][name]["build"]["args"]
         assert args["BASE_IMAGE"] == f"${{BASE_IMAGE:-{DEFAULT_BASE_IMAGE}}}", name
     assert raw["services"]["gpu-worker"]["build"]["dockerfile"] == "docker/Dockerfile.gpu"

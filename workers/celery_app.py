@@ -9,9 +9,13 @@ from shared.settings import get_settings
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
+# Judging new videos with a trained run's model: a queue of its own, so screening never waits behind
+# an ingest's thousands of videos, and any worker can take it (a GPU worker: `-Q gpu,predict`).
+PREDICT_QUEUE = "predict"
 PROCESS_VIDEO_TASK = "ingest.process_video"
 TRAIN_TASK = "train.fit"
 EVALUATE_TASK = "train.evaluate"  # a run's model scored on a dataset: a model on the gpu queue, like training
+JUDGE_TASK = "predict.judge"  # one recorded judgement (workers/judge.py): a video and a run's model
 
 
 def broker_transport_options(settings) -> dict:
@@ -55,11 +59,11 @@ def create_app() -> Celery:
         # The database is the record of every outcome; Celery results would only duplicate it.
         task_ignore_result=True,
         result_backend=None,
-        task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE)],
+        task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE), Queue(PREDICT_QUEUE)],
         task_default_queue=CPU_QUEUE,
         # Where each task goes and how long it may run: set here only (producers pass no queue).
         task_routes={PROCESS_VIDEO_TASK: {"queue": CPU_QUEUE}, TRAIN_TASK: {"queue": GPU_QUEUE},
-                     EVALUATE_TASK: {"queue": GPU_QUEUE}},
+                     EVALUATE_TASK: {"queue": GPU_QUEUE}, JUDGE_TASK: {"queue": PREDICT_QUEUE}},
         task_annotations={
             PROCESS_VIDEO_TASK: {"soft_time_limit": settings.cpu_task_soft_limit_s,
                                  "time_limit": settings.cpu_task_hard_limit_s},
@@ -67,6 +71,10 @@ def create_app() -> Celery:
                          "time_limit": settings.gpu_task_hard_limit_s},
             EVALUATE_TASK: {"soft_time_limit": settings.gpu_task_soft_limit_s,
                             "time_limit": settings.gpu_task_hard_limit_s},
+            # Acknowledged late like a video (a killed worker's judgement comes back, the claim in the
+            # database makes the second delivery finish it once): the limits stay under the visibility timeout.
+            JUDGE_TASK: {"soft_time_limit": settings.predict_task_soft_limit_s,
+                         "time_limit": settings.predict_task_hard_limit_s},
         },
         # Acknowledge after the work, and requeue when the process running it dies (SIGKILL,
         # OOM): acks_late alone does not requeue such a task.

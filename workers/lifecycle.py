@@ -9,7 +9,7 @@ from celery import bootsteps
 from celery.signals import celeryd_after_setup, worker_process_init
 
 from shared.settings import get_settings
-from workers.celery_app import CPU_QUEUE, GPU_QUEUE, app
+from workers.celery_app import CPU_QUEUE, GPU_QUEUE, PREDICT_QUEUE, app
 from workers.planning.runs import dispatch_run
 from workers.training.lease import take_back_expired_runs
 
@@ -85,7 +85,8 @@ def _preload_in_parent(sender, instance, **_kwargs) -> None:
     those pages and start fast. No model is built here: a detector built before the fork
     makes every task in the children hang (field notes)."""
     global _consumes_cpu_queue
-    _consumes_cpu_queue = CPU_QUEUE in instance.app.amqp.queues.consume_from
+    # Judging detects faces as ingest does: a predict worker's children get the detector ready too.
+    _consumes_cpu_queue = bool({CPU_QUEUE, PREDICT_QUEUE} & set(instance.app.amqp.queues.consume_from))
     if _consumes_cpu_queue:
         import mtcnn  # noqa: F401  (imports TensorFlow)
 

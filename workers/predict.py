@@ -13,9 +13,10 @@ from workers.video import VideoError
 
 
 def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams, threshold: float = 0.5,
-                detector=None, explain_dir: Path | str | None = None) -> dict:
+                detector=None, explain_dir: Path | str | None = None, detail: bool = False) -> dict:
     """{"video", "fake_probability", "label", "faces", "threshold", "crop_probabilities"}, and
     "explanation" (the contact sheet's path) with ``explain_dir``; no verdict when no face is found.
+    With ``detail``, "scores": each crop's time, frame, face and probability (a judgement's record).
 
     The verdict: fake when the mean fake probability of the crops is >= ``threshold`` (the run's,
     chosen on its validation part)."""
@@ -24,6 +25,8 @@ def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams,
     crops = extract_face_crops(path, params, detector=detector).crops
     result = {"video": str(path), "fake_probability": None, "label": None, "faces": len(crops),
               "threshold": threshold, "crop_probabilities": []}
+    if detail:
+        result["scores"] = []
     if not crops:
         return result
     images = np.stack([cv2.cvtColor(c.image_bgr, cv2.COLOR_BGR2RGB) for c in crops])
@@ -32,6 +35,9 @@ def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams,
     label = "fake" if probability >= threshold else "real"
     result.update(fake_probability=round(probability, 6), label=label,
                   crop_probabilities=[round(float(p), 6) for p in probabilities])
+    if detail:
+        result["scores"] = [{"t": round(c.timestamp_s, 3), "frame": c.frame_index, "face": c.face_index,
+                             "p": round(float(p), 6)} for c, p in zip(crops, probabilities)]
     if explain_dir is not None:
         from workers.training.explain import contact_sheet, gradcam
 

@@ -8,7 +8,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.labels import FAILED
 from shared.settings import get_settings
-from workers.celery_app import EVALUATE_TASK, PROCESS_VIDEO_TASK, TRAIN_TASK, app
+from workers.celery_app import EVALUATE_TASK, JUDGE_TASK, PROCESS_VIDEO_TASK, TRAIN_TASK, app
 
 log = get_task_logger(__name__)
 
@@ -79,4 +79,25 @@ def evaluate_task(self, evaluation_id: int, summary: str = "") -> dict:
 
     outcome = execute_evaluation(evaluation_id)
     log.info("evaluation %s: %s", evaluation_id, outcome["status"])
+    return outcome
+
+
+@app.task(name=JUDGE_TASK, bind=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, retry_backoff_max=60,
+          retry_jitter=True, max_retries=5)  # acknowledged late: a killed worker's judgement comes back
+def judge_task(self, judgement_id: str, video: str = "", force: bool = False) -> dict:
+    """Judge one recorded video with its run's model (kept by this process). ``video`` is for Flower."""
+    from workers.judge import judge_recorded, record_judgement_failure
+
+    try:
+        outcome = judge_recorded(judgement_id, force=force)
+    except SoftTimeLimitExceeded:
+        record_judgement_failure(judgement_id, f"timed out after {get_settings().predict_task_soft_limit_s} s")
+        raise
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # this judgement's failure: recorded, never left running
+        log.exception("judgement %s (%s) failed", judgement_id, video)
+        record_judgement_failure(judgement_id, exc)
+        return {"id": judgement_id, "status": "failed", "error": str(exc)}
+    log.info("judgement %s (%s): %s", judgement_id, video, outcome["status"])
     return outcome

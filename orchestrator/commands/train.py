@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from orchestrator.options import train_config_options
-from orchestrator.output import (escape_name, format_evaluation, format_prediction, format_report, format_runs,
-                                 json_option, print_json, warn)
+from orchestrator.output import (escape_name, format_evaluation, format_judgement, format_prediction, format_report,
+                                 format_runs, json_option, print_json, print_judgements_csv, warn)
 from shared.errors import InputError, WorkFailed
 from shared.labels import RUN_FAILED, RUN_QUEUED, RUN_RUNNING
 
@@ -101,9 +102,41 @@ def evaluate_command(run_id, dataset, part, wait, as_json):
 @click.option("--run", "run_id", help="The run whose model judges (default: the latest finished run).")
 @click.option("--explain", "explain_dir", type=click.Path(path_type=Path), default=None,
               help="Write one contact sheet PNG per video into DIR: each crop with its Grad-CAM heatmap.")
+@click.option("--queue", "on_queue", is_flag=True,
+              help="Record each video as a judgement and judge it on the `predict` queue (one task per video; "
+                   "embedded: local workers); VIDEOS may be folders. A video judged before by the same model "
+                   "gets its stored verdict.")
+@click.option("--force", is_flag=True, help="With --queue: judge again videos that have a stored verdict.")
+@click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="the CPU count",
+              help="With --queue: local worker processes (embedded mode).")
+@click.option("--csv", "as_csv", is_flag=True, help="With --queue: print CSV instead of text.")
 @json_option
-def predict_command(videos, run_id, explain_dir, as_json):
+def predict_command(videos, run_id, explain_dir, on_queue, force, workers, as_csv, as_json):
     """Fake probability of each video: mean over its face crops, made exactly as ingest makes them."""
+    if not on_queue:
+        if force or as_csv:
+            raise InputError("--force and --csv go with --queue")
+        return predict_in_process(videos, run_id, explain_dir, as_json)
+    if as_csv and as_json:
+        raise InputError("--csv and --json are exclusive")
+    from orchestrator.judging import predict_on_queue
+
+    run, results = predict_on_queue(list(videos), run_id, explain_dir=explain_dir, force=force, workers=workers,
+                                    progress=not (as_json or as_csv))
+    if as_json:
+        print_json(results)
+    elif as_csv:
+        print_judgements_csv(results)
+    else:
+        click.echo(f"run {run.id} ({run.config['backbone']}, threshold {run.config.get('threshold', 0.5):.3f})")
+        for result in results:
+            click.echo(format_judgement(result))
+    failed = [r for r in results if r.get("status", "failed") == "failed"]
+    if failed:
+        raise WorkFailed(f"{len(failed)} of {len(results)} videos could not be judged")
+
+
+def predict_in_process(videos, run_id, explain_dir, as_json) -> None:
     from orchestrator.jobs import predict_videos
 
     run, results = predict_videos(list(videos), run_id, explain_dir=explain_dir)
