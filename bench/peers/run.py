@@ -78,11 +78,31 @@ def ensure_venv(peer: str) -> Path:
     return python
 
 
+def subset(root: Path, count: int) -> Path:
+    """A folder with `count` of root's videos, evenly spread over its sorted list (hard links, same
+    layout), so that a smaller run uses the very videos of the full set."""
+    videos = sorted(root.rglob("*.mp4"))
+    if count >= len(videos):
+        return root
+    dest = root.with_name(f"{root.name}-first{count}")
+    if not (dest / ".complete").exists():
+        shutil.rmtree(dest, ignore_errors=True)
+        step = len(videos) / count
+        for k in range(count):
+            video = videos[int(k * step)]
+            target = dest / video.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(video, target)
+        (dest / ".complete").touch()
+    return dest
+
+
 def make_sets(store: Path, spec: list[str]) -> dict[str, Path]:
-    """spec items: WxH:REALS:FAKES:CODECS (codecs mp4v, h264 or both joined by +)."""
+    """spec items: WxH:REALS:FAKES:CODECS[:N] (codecs mp4v, h264 or both joined by +; N: use only N of
+    the set's videos, evenly spread)."""
     sets = {}
     for item in spec:
-        size, reals, fakes, codecs = item.split(":")
+        size, reals, fakes, codecs, *count = item.split(":")
         width, height = (int(v) for v in size.split("x"))
         root = store / f"{size}-{reals}r{fakes}f-13s-30fps"
         if not (root / ".complete").exists():
@@ -90,14 +110,14 @@ def make_sets(store: Path, spec: list[str]) -> dict[str, Path]:
             make_dataset(root, int(reals), int(fakes), 13.0, 30.0, (width, height))
             (root / ".complete").touch()
         if "mp4v" in codecs.split("+"):
-            sets[f"{size}/mp4v"] = root
+            sets[f"{size}/mp4v"] = subset(root, int(count[0])) if count else root
         if "h264" in codecs.split("+"):
             h264 = store / f"{root.name}-h264"
             if not (h264 / ".complete").exists():
                 if transcode_h264(root, h264) is None:
                     raise SystemExit("ffmpeg is needed for the H.264 sets (apt-get install ffmpeg)")
                 (h264 / ".complete").touch()
-            sets[f"{size}/h264"] = h264
+            sets[f"{size}/h264"] = subset(h264, int(count[0])) if count else h264
     return sets
 
 
@@ -194,7 +214,7 @@ WARM_UP = ("import time, mtcnn; from workers.lifecycle import configure_threads,
            "configure_threads(1); t = time.perf_counter(); warm_up_detector(); print(time.perf_counter() - t)")
 
 
-def startup_parts(rounds: int = 3) -> dict:
+def startup_parts(rounds: int) -> dict:
     """Wall seconds of each import in a fresh process (median of rounds), and one child's detector
     warm-up (build + trace), as the worker's pool children do after the fork."""
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
@@ -251,7 +271,7 @@ def main() -> None:
                         help="where the video sets are made and reused from")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "out" / "peers-work",
                         help="crops and databases of each run (emptied first)")
-    parser.add_argument("--startup-parts", action="store_true",
+    parser.add_argument("--startup-parts", type=int, default=0, metavar="ROUNDS",
                         help="also time the pieces of our workers' start-up (imports, detector warm-up)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -273,7 +293,7 @@ def main() -> None:
     order = list(args.peers)
     for name, root in sets.items():
         videos = len(list(root.rglob("*.mp4")))
-        entry = report["sets"].setdefault(name, {"videos": videos, "rounds": []})
+        entry = report["sets"].setdefault(name, {"videos": videos, "folder": root.name, "rounds": []})
         for round_no in range(args.rounds):
             results, found = {}, {}
             for peer in order:
@@ -299,7 +319,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))  # after every set: a partial run still leaves numbers
     if args.startup_parts:
-        report["startup_parts_s"] = startup_parts()
+        report["startup_parts_s"] = startup_parts(args.startup_parts)
         print(json.dumps(report["startup_parts_s"]), flush=True)
     report["machine"]["load_avg_at_end"] = os.getloadavg()
     args.out.write_text(json.dumps(report, indent=2))
