@@ -208,7 +208,9 @@ class PeakMemory(threading.Thread):
                 try:
                     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                     self.cpu_s[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-                    self.names[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:60].decode()
+                    name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:60].decode()
+                    if name:  # a zombie's is empty: keep the name seen while it ran
+                        self.names[pid] = name
                 except (OSError, IndexError, ValueError):
                     pass
             time.sleep(0.2)
