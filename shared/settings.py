@@ -89,6 +89,12 @@ class Settings:
             return self.broker_visibility_timeout_s
         return self.cpu_task_hard_limit_s + VISIBILITY_MARGIN_S
 
+    @property
+    def redelivery_sweep_s(self) -> int:
+        """Seconds between a worker's looks for messages past the visibility timeout: ten looks per
+        timeout, 1 to 100 s. A dead worker's message is back on its queue within timeout + sweep."""
+        return max(1, min(100, self.visibility_timeout_s // 10))
+
 
 def env_name(setting: str) -> str:
     return setting.upper()
