@@ -15,6 +15,7 @@ per test); docs/reliability.md reports them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -351,6 +352,134 @@ def test_a_killed_worker_restarted_gets_its_tasks_back_after_the_visibility_time
         unacked_at_kill=unacked, queued_at_kill=queued, restart_ready_s=restarted_s,
         held_videos_recovered_s=recovered, duplicates=check["duplicates"], orphans=len(check["orphans"]),
         crop_rows=check["crop_rows"], attempts=attempts, total_s=round(time.monotonic() - started, 1),
+    )
+
+
+RESTORE_VISIBILITY_S = 10
+
+
+def owns_local_port(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the TCP socket whose local port is ``port`` (from /proc)."""
+    sockets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            sockets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and f"socket:[{fields[9]}]" in sockets:
+                return True
+    return False
+
+
+def kill_while_holding_the_restore_lock(cluster: Cluster, worker: CeleryWorker, timeout: float):
+    """SIGKILL ``worker`` (parent and children) while its main process holds kombu's restore lock
+    (`unacked_mutex`, taken for a few ms per sweep) and a child runs a video. MONITOR shows who
+    sets the lock; CLIENT PAUSE WRITE then holds back its release while the test checks that
+    the setter is this worker's main process, and kills it. Returns (video row, kill time,
+    the lock's remaining ms right after the kill)."""
+    control = cluster.redis.client()
+    deadline = time.monotonic() + timeout
+    with cluster.redis.client().monitor() as monitor:
+        while time.monotonic() < deadline:
+            command = monitor.next_command()
+            words = command["command"].split()
+            if words[:2] != ["SET", "unacked_mutex"]:
+                continue
+            control.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+            try:
+                if control.get("unacked_mutex") != words[2].encode():
+                    continue  # released already: the next one
+                if not owns_local_port(worker.process.pid, int(command["client_port"])):
+                    continue  # another worker's sweep
+                running = cluster.running_on(worker)
+                if running is None:
+                    continue
+                worker.kill()
+                return running[0], now_utc(), control.pttl("unacked_mutex")
+            finally:
+                control.execute_command("CLIENT", "UNPAUSE")
+    raise AssertionError(f"worker never held the restore lock while running a video in {timeout} s")
+
+
+def test_a_worker_killed_holding_the_restore_lock_delays_no_redelivery_past_timeout_plus_sweep(
+        long_videos, cluster, fault_report):
+    """Issue #19: a compose worker's video came back 299.4 s after `docker kill` with a 45 s
+    visibility timeout. Every sweep for messages past the timeout runs under one Redis lock that
+    expired after kombu's 300 s: a worker killed holding it stopped every other worker's sweeps.
+    Three workers, two killed at two moments: (1) in the middle of its sweep, holding the lock and
+    a video; (2) the moment a child starts a video (its message is fresh: the longest wait). The
+    third works on. Each video is back on the queue within timeout + sweep, and done soon after."""
+    from dataclasses import replace
+
+    from shared.settings import load_settings
+
+    sweep = replace(load_settings(), broker_visibility_timeout_s=RESTORE_VISIBILITY_S).redelivery_sweep_s
+    bound = RESTORE_VISIBILITY_S + sweep
+    cluster.env["BROKER_VISIBILITY_TIMEOUT_S"] = str(RESTORE_VISIBILITY_S)
+    started = time.monotonic()
+    workers = [cluster.worker(concurrency=1, name=name).start(wait=False) for name in ("survivor", "in-sweep", "at-start")]
+    survivor, in_sweep, at_start = workers
+    client = cluster.redis.client()
+
+    def unacked() -> dict[bytes, int]:
+        """Delivery tag -> video of each message delivered and not yet acknowledged (kombu's
+        `unacked` hash). A message handed out again gets a new tag."""
+        held = {}
+        for tag, raw in client.hgetall("unacked").items():
+            message = json.loads(raw)[0]
+            _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            held[tag] = kwargs["video_id"]
+        return held
+
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        cluster.ingest(long_videos)
+
+        row1, killed1_at, lock_ms = kill_while_holding_the_restore_lock(cluster, in_sweep, 60)
+        assert 0 < lock_ms <= sweep * 1000  # the dead worker's lock lasts one sweep, not 300 s
+        first = wait_until(lambda: cluster.running_on(at_start, exclude={row1.id}), 60, 0.01, "a running video")
+        row2, _pid = wait_until(lambda: cluster.running_on(at_start, exclude={row1.id, first[0].id}), 60, 0.005,
+                                "the next video on the second worker")
+        at_start.kill()
+        killed2_at = now_utc()
+
+        dead = {tag: video for tag, video in unacked().items() if video in (row1.id, row2.id)}
+        assert sorted(dead.values()) == sorted((row1.id, row2.id))  # prefetch 1: nothing else held
+        back_at = {}
+        while len(back_at) < 2:
+            held = unacked()
+            for tag, video in dead.items():
+                if tag not in held and video not in back_at:
+                    back_at[video] = now_utc()
+            assert seconds_since(killed2_at, now_utc()) < bound + 20, ("not back on the queue", back_at)
+            time.sleep(0.05)
+        waited = cluster.ingest(long_videos, "--wait")
+        assert waited["enqueued"] == 0
+        client.close()
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    videos = cluster.videos()
+    kills = {name: {"video": row.rel_path, "back_on_queue_s": seconds_since(at, back_at[row.id]),
+                    "done_s": seconds_since(at, videos[row.rel_path].finished_at)}
+             for name, row, at in (("in_sweep", row1, killed1_at), ("at_video_start", row2, killed2_at))}
+    for kill in kills.values():
+        # Back within timeout + sweep (2 s for a loaded machine's clocks and polls); the first
+        # kill also waited for the dead worker's lock, which expires within that sweep.
+        assert kill["back_on_queue_s"] <= bound + 2, (kills, bound)
+    check = cluster.assert_all_finished_once(LONG_VIDEOS)
+    attempts = {p: v.attempts for p, v in videos.items()}
+    assert attempts[row1.rel_path] == 2 and attempts[row2.rel_path] == 2
+    assert videos[row1.rel_path].worker == videos[row2.rel_path].worker  # the survivor's
+    fault_report.update(
+        videos=LONG_VIDEOS, worker_kills=2, visibility_timeout_s=RESTORE_VISIBILITY_S, sweep_s=sweep,
+        lock_ms_after_kill_in_sweep=lock_ms, **kills, duplicates=check["duplicates"],
+        orphans=len(check["orphans"]), attempts=attempts, total_s=round(time.monotonic() - started, 1),
     )
 
 
