@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 from kombu import Queue
 
+from shared.errors import InputError
 from shared.settings import get_settings
 
 CPU_QUEUE = "cpu"
@@ -106,4 +109,11 @@ def create_app() -> Celery:
     return app
 
 
-app = create_app()
+try:
+    app = create_app()
+except InputError as exc:
+    # Every Celery process (workers, Flower, healthchecks) starts by importing this module: a setting
+    # it cannot use (a placeholder password of .env.example) ends it with one line and exit 2, as the
+    # CLI does, instead of Celery's traceback of a failed import.
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
