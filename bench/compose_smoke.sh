@@ -10,9 +10,11 @@
 #    runs migrate, the CPU workers, the training worker (docker-compose.cpu.yml), Flower and the CLI.
 #    pip reaches the package index through the build's network (`--network host`), with the CA
 #    bundle and index URL of the host's pip configuration passed in as build arguments.
-# 2. up (migrate runs once), 3. ingest a generated sample with --then-train --wait, 4. report,
-# 5. Flower's API: 401 without auth, the tasks with it, 6. --scale cpu-worker=3, 7. `docker kill`
-# one CPU worker mid-ingest and check that the others did its video, 8. `down -v`.
+# 2. `up` with .env.example's placeholder passwords must start nothing (check-settings exits 2),
+# 3. up (migrate runs once), 4. ingest a generated sample with --then-train --wait, 5. report,
+# 6. Flower's API (published on 127.0.0.1 only): 401 without auth, the tasks with it,
+# 7. --scale cpu-worker=3, 8. `docker kill` one CPU worker mid-ingest and check that the others did
+# its video within the visibility timeout + one sweep + 30 s, 9. `down -v`.
 #
 # Prints the timings; its output is also written to docs/results/compose-smoke.txt (SMOKE_RESULT).
 # Build logs and container logs go to bench/out/compose-smoke/. It always ends with `down -v` and
@@ -59,6 +61,9 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
+    if [ -n "${PH_READY:-}" ]; then
+        timeout 300 "${PH[@]}" down -v --remove-orphans > "$LOGS/placeholder-down.log" 2>&1
+    fi
     if [ -n "${DC_READY:-}" ]; then
         "${DC[@]}" logs --no-color > "$LOGS/containers.log" 2>&1
         local t=$(now)
@@ -241,6 +246,27 @@ wait_workers() {  # wait_workers N LIMIT_S
     fail "$n of $1 workers answer a ping after $2 s"
 }
 
+# ------------------------------------------------------------ placeholder passwords start nothing
+# `cp .env.example .env && docker compose up` with its change-me-... passwords: check-settings (which
+# Redis and PostgreSQL wait for) exits 2 with one line, so `up` fails and no container runs.
+cp "$WORK/.env" "$WORK/placeholder.env"
+for name in REDIS_PASSWORD POSTGRES_PASSWORD FLOWER_PASSWORD; do
+    sed -i "s|^$name=.*|$(grep "^$name=" .env.example)|" "$WORK/placeholder.env"
+done
+PH=("${COMPOSE[@]}" -p "$PROJECT-placeholder" --env-file "$WORK/placeholder.env" -f docker-compose.yml -f docker-compose.cpu.yml)
+PH_READY=1
+t=$(now)
+if timeout 300 "${PH[@]}" up -d > "$LOGS/placeholder-up.log" 2>&1; then
+    fail "compose up started a cluster with .env.example's placeholder passwords"
+fi
+refusal=$("${PH[@]}" logs --no-color check-settings 2>&1 | grep -o 'error: .*' | tail -n 1)
+running=$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT-placeholder" | wc -l)
+timeout 300 "${PH[@]}" down -v --remove-orphans > "$LOGS/placeholder-down.log" 2>&1
+PH_READY=
+[ "$running" = 0 ] || fail "$running containers run with the placeholder passwords"
+case "$refusal" in *"placeholder of .env.example"*) ;; *) fail "check-settings did not refuse the placeholders: see $LOGS/placeholder-up.log" ;; esac
+say "PLACEHOLDERS: up with .env.example's passwords failed in $(since "$t") s, 0 containers running; check-settings: $refusal"
+
 # ------------------------------------------------------------------------------------------- up
 UP_T=$(now)
 timeout 600 "${DC[@]}" up -d > "$LOGS/up.log" 2>&1 || { tail -n 15 "$LOGS/up.log"; fail "compose up: see $LOGS/up.log"; }
@@ -289,6 +315,8 @@ except OSError as error:
     print(f"000 {error}")
 EOF
 }
+published=$(docker port "$(service_id flower)" 5555 | head -n 1)
+case "$published" in 127.0.0.1:*) ;; *) fail "Flower is published on $published, not on 127.0.0.1 only" ;; esac
 code=$(flower /api/tasks)
 [ "$code" = 401 ] || fail "Flower /api/tasks without credentials answered $code, not 401"
 code=$(flower /api/tasks "$FLOWER_USER:wrong-password")
@@ -304,7 +332,7 @@ EOF
 )
 videos_first=$(find "$WORK/dataset/first" -name '*.mp4' | wc -l)
 [ "${flower_summary%% *}" -ge $((videos_first + 1)) ] || fail "Flower lists ${flower_summary%% *} tasks, expected $videos_first videos + 1 training"
-say "Flower /api/tasks: 401 without credentials and with a wrong password; 200 with them: ${flower_summary%% *} tasks (${flower_summary#* })"
+say "Flower on $published: /api/tasks: 401 without credentials and with a wrong password; 200 with them: ${flower_summary%% *} tasks (${flower_summary#* })"
 
 # ---------------------------------------------------------------- scale, kill one worker mid-ingest
 # Training is over: the pipeline services are recreated with the short visibility timeout.
