@@ -469,9 +469,10 @@ def test_a_worker_killed_holding_the_restore_lock_delays_no_redelivery_past_time
                     "done_s": seconds_since(at, videos[row.rel_path].finished_at)}
              for name, row, at in (("in_sweep", row1, killed1_at), ("at_video_start", row2, killed2_at))}
     for kill in kills.values():
-        # Back within timeout + sweep (2 s for a loaded machine's clocks and polls); the first
-        # kill also waited for the dead worker's lock, which expires within that sweep.
-        assert kill["back_on_queue_s"] <= bound + 2, (kills, bound)
+        # Back within timeout + sweep (+ 5 s for a loaded machine's timers and this test's polls;
+        # kombu's 300 s lock gave about 300 s); the first kill also waited for the dead worker's
+        # lock, which expires within that sweep.
+        assert kill["back_on_queue_s"] <= bound + 5, (kills, bound)
     check = cluster.assert_all_finished_once(LONG_VIDEOS)
     attempts = {p: v.attempts for p, v in videos.items()}
     assert attempts[row1.rel_path] == 2 and attempts[row2.rel_path] == 2
