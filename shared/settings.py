@@ -20,6 +20,16 @@ VISIBILITY_MARGIN_S = 300
 # Fields that are not read from a variable of their own name (see load_settings).
 _DERIVED = ("data_dir", "database_url", "broker_url", "embedded")
 
+# Every password in .env.example starts with this. A cluster started from an unedited copy would run
+# with passwords published in this repository, so load_settings refuses a variable that carries one:
+# every pipeline process (CLI, workers, Flower) and docker-compose.yml's check-settings service,
+# which Redis and PostgreSQL wait for, stop with one line.
+PLACEHOLDER_PREFIX = "change-me"
+# The variables that carry a password: the URLs', Flower's `user:password[,user:password]`, and
+# the bare passwords that compose hands to Redis and PostgreSQL.
+SECRET_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "FLOWER_BASIC_AUTH",
+                    "REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_PASSWORD")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -105,6 +115,12 @@ class Settings:
             return self.broker_visibility_timeout_s
         return self.cpu_task_hard_limit_s + VISIBILITY_MARGIN_S
 
+    @property
+    def redelivery_sweep_s(self) -> int:
+        """Seconds between a worker's looks for messages past the visibility timeout: ten looks per
+        timeout, 1 to 100 s. A dead worker's message is back on its queue within timeout + sweep."""
+        return max(1, min(100, self.visibility_timeout_s // 10))
+
 
 def env_name(setting: str) -> str:
     return setting.upper()
@@ -135,7 +151,7 @@ _DERIVED_DOCS = (
 
 def settings_table() -> str:
     """The Markdown table of every variable, its default and its meaning (docs/settings.md holds it;
-    `python -m shared.settings` prints it)."""
+    `python -m shared.settings --table` prints it)."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     rows += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in _DERIVED_DOCS]
     for f in fields(Settings):
@@ -162,6 +178,27 @@ def mask_url(url: str) -> str:
     return f"{scheme}://{creds}@{host}"
 
 
+def placeholder_secrets(environ) -> list[str]:
+    """The variables of ``environ`` whose password is still .env.example's placeholder."""
+    from urllib.parse import urlsplit
+
+    found = []
+    for name in SECRET_VARIABLES:
+        value = environ.get(name) or ""
+        if name.endswith("_URL"):
+            try:
+                passwords = [urlsplit(value).password or ""]
+            except ValueError:
+                passwords = []
+        elif name == "FLOWER_BASIC_AUTH":
+            passwords = [pair.partition(":")[2] for pair in value.split(",")]
+        else:
+            passwords = [value]
+        if any(password.strip().lower().startswith(PLACEHOLDER_PREFIX) for password in passwords):
+            found.append(name)
+    return found
+
+
 def _env(name: str) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else None
@@ -185,6 +222,12 @@ def _parse(default, raw: str):
 
 
 def load_settings() -> Settings:
+    placeholders = placeholder_secrets(os.environ)
+    if placeholders:
+        from shared.errors import InputError
+
+        raise InputError(f"{', '.join(placeholders)}: the password is still the placeholder of .env.example "
+                         f"({PLACEHOLDER_PREFIX}-...); set a real one in .env (e.g. openssl rand -hex 24)")
     data_dir = Path(_env("DATA_DIR") or "./data").expanduser().resolve()
     broker = _env("CELERY_BROKER_URL")
     tunables = {}
@@ -222,5 +265,25 @@ def reset_settings() -> None:
     _cached = None
 
 
+def main() -> None:
+    """`python -m shared.settings`: read the settings as every pipeline process does; one line and
+    exit 2 if they cannot be used. docker-compose.yml's check-settings service runs it before Redis
+    and PostgreSQL start. `python -m shared.settings --table` prints docs/settings.md's table."""
+    import sys
+
+    if sys.argv[1:] == ["--table"]:
+        print(settings_table(), end="")
+        return
+
+    from shared.errors import InputError
+
+    try:
+        settings = load_settings()
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"settings: usable (database {mask_url(settings.database_url)}, broker {mask_url(settings.broker_url)})")
+
+
 if __name__ == "__main__":
-    print(settings_table(), end="")
+    main()

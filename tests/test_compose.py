@@ -44,11 +44,12 @@ IMAGE_DEFAULTS = {
     "api": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
 }
 
-SERVICES = {"redis", "postgres", "migrate", "cpu-worker", "gpu-worker", "predict-worker", "flower", "orchestrator",
-            "api"}
+SERVICES = {"check-settings", "redis", "postgres", "migrate", "cpu-worker", "gpu-worker", "predict-worker", "flower",
+            "orchestrator", "api"}
 WORKERS = ("cpu-worker", "gpu-worker", "predict-worker")
 PIPELINE_SERVICES = ("migrate", "cpu-worker", "gpu-worker", "predict-worker", "flower", "orchestrator", "api")
 SECRETS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD")
+PASSWORDS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_PASSWORD")
 DATASET_TARGET = "/dataset"
 # Variables a service sets that are not pipeline settings, and the program that reads each.
 NON_SETTINGS_ENV = {
@@ -120,6 +121,20 @@ def example_env() -> dict[str, str]:
 def compose(raw, example_env) -> dict:
     """The compose document as compose would run it with .env.example as the .env file."""
     return interpolate(raw, example_env)
+
+
+@pytest.fixture(scope="module")
+def real_env(example_env) -> dict[str, str]:
+    """.env.example with every placeholder password replaced, as a user fills it in."""
+    import secrets
+
+    return {**example_env, **{name: secrets.token_hex(16) for name in PASSWORDS}}
+
+
+@pytest.fixture(scope="module")
+def compose_real(raw, real_env) -> dict:
+    """The compose document as compose would run it with a filled-in .env."""
+    return interpolate(raw, real_env)
 
 
 def argv(service: dict, key: str = "command") -> list[str]:
@@ -327,11 +342,11 @@ def test_every_setting_is_passed_to_the_pipeline(raw):
         assert not missing, f"{name} does not pass {sorted(missing)}"
 
 
-def test_pipeline_env_loads_as_distributed_settings(monkeypatch, compose):
+def test_pipeline_env_loads_as_distributed_settings(monkeypatch, compose_real):
     from shared.settings import load_settings
 
     for name in PIPELINE_SERVICES:
-        env = env_of(compose["services"][name])
+        env = env_of(compose_real["services"][name])
         for key in settings_env_names():
             monkeypatch.delenv(key, raising=False)
         for key, value in env.items():
@@ -394,6 +409,103 @@ def test_every_variable_is_in_env_example(example_env):
     assert not unused, f".env.example lists {sorted(unused)}, which docker-compose.yml does not read"
     for secret in SECRETS:
         assert example_env[secret], f"{secret} needs a placeholder in .env.example"
+
+
+def test_env_example_passwords_are_placeholders_that_the_settings_refuse(monkeypatch, compose, compose_real, example_env):
+    """`cp .env.example .env && docker compose up` must not start a cluster whose passwords are
+    published here: every password of .env.example starts with the marker the settings refuse, in
+    every service that reads one (through its URLs or Flower's basic auth)."""
+    from shared.errors import InputError
+    from shared.settings import PLACEHOLDER_PREFIX, SECRET_VARIABLES, load_settings, placeholder_secrets
+
+    for name in PASSWORDS:
+        assert example_env[name].startswith(PLACEHOLDER_PREFIX), name
+        assert name in SECRET_VARIABLES
+    for name in (*PIPELINE_SERVICES, "check-settings"):
+        env = env_of(compose["services"][name])
+        carried = placeholder_secrets(env)
+        assert {"DATABASE_URL", "CELERY_BROKER_URL"} <= set(carried), (name, carried)
+        for key in (*settings_env_names(), *SECRET_VARIABLES):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        with pytest.raises(InputError, match="placeholder of .env.example"):
+            load_settings()
+        assert placeholder_secrets(env_of(compose_real["services"][name])) == [], name
+    assert placeholder_secrets(env_of(compose["services"]["flower"])) == ["DATABASE_URL", "CELERY_BROKER_URL",
+                                                                          "FLOWER_BASIC_AUTH"]
+    # The services that read a bare password: Redis, PostgreSQL (whatever their image).
+    assert placeholder_secrets(env_of(compose["services"]["postgres"])) == ["POSTGRES_PASSWORD"]
+    assert placeholder_secrets({"REDIS_PASSWORD": option(argv(compose["services"]["redis"]), "--requirepass")})
+    # A real password that merely contains the words is fine; only the placeholder's start is refused.
+    assert placeholder_secrets({"REDIS_PASSWORD": "x-change-me", "FLOWER_BASIC_AUTH": "a:b,c:Change-Me-2"}) == [
+        "FLOWER_BASIC_AUTH"]
+
+
+def dependencies(services: dict, name: str) -> dict[str, str]:
+    """Every service ``name`` waits for, directly or through others, with the condition of the
+    last edge into it."""
+    found, todo = {}, [name]
+    while todo:
+        depends = services[todo.pop()].get("depends_on") or {}
+        if isinstance(depends, list):
+            depends = {d: {"condition": "service_started"} for d in depends}
+        for other, how in depends.items():
+            if other not in found:
+                found[other] = how["condition"]
+                todo.append(other)
+    return found
+
+
+def test_nothing_starts_before_the_settings_check_passed(compose):
+    services = compose["services"]
+    check = services["check-settings"]
+    assert argv(check) == ["python", "-m", "shared.settings"]
+    assert str(check.get("restart")) == "no" and "ports" not in check and "depends_on" not in check
+    assert check["image"] == services["cpu-worker"]["image"] and check["build"] == services["cpu-worker"]["build"]
+    # It reads what the pipeline processes read, Flower's password included.
+    assert env_of(check) == env_of(services["flower"])
+    for name in SERVICES - {"check-settings"}:
+        assert dependencies(services, name).get("check-settings") == "service_completed_successfully", name
+    assert services["redis"]["depends_on"]["check-settings"]["condition"] == "service_completed_successfully"
+    assert services["postgres"]["depends_on"]["check-settings"]["condition"] == "service_completed_successfully"
+
+
+def run_with_env(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    keep = {k: v for k, v in os.environ.items()
+            if k in ("PATH", "HOME", "PYTHONPATH", "LANG", "TMPDIR", "VIRTUAL_ENV", "PYENV_ROOT")}
+    return subprocess.run(args, env={**keep, **env, "DATA_DIR": "/nonexistent/data"}, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_check_settings_and_celery_processes_refuse_placeholders_in_one_line(compose, compose_real):
+    """The real commands the containers run: the check service, and a Celery process (workers,
+    Flower and the healthchecks all import the app first) with Flower's environment."""
+    import sys
+
+    check = run_with_env([sys.executable, "-m", "shared.settings"], env_of(compose["services"]["check-settings"]))
+    assert check.returncode == 2, check
+    assert check.stderr.strip().count("\n") == 0 and "Traceback" not in check.stderr, check.stderr
+    assert check.stderr.startswith("error: DATABASE_URL, CELERY_BROKER_URL, FLOWER_BASIC_AUTH: ")
+    for name in PASSWORDS:  # names, never values
+        assert read_env_file(ENV_EXAMPLE)[name] not in check.stdout + check.stderr, name
+
+    celery = run_with_env([sys.executable, "-m", "celery", "-A", "workers", "inspect", "ping", "--timeout", "1"],
+                          env_of(compose["services"]["flower"]))
+    assert celery.returncode == 2, celery
+    assert celery.stderr.strip().count("\n") == 0 and "Traceback" not in celery.stderr, celery.stderr
+    assert "placeholder of .env.example" in celery.stderr
+
+    ok = run_with_env([sys.executable, "-m", "shared.settings"], env_of(compose_real["services"]["check-settings"]))
+    assert ok.returncode == 0, ok.stderr
+    assert "***" in ok.stdout and env_of(compose_real["services"]["check-settings"])["DATABASE_URL"] not in ok.stdout
+
+
+def test_flower_is_published_on_loopback_unless_asked(raw, real_env):
+    ports = interpolate(raw, real_env)["services"]["flower"]["ports"]
+    assert ports == ["127.0.0.1:5555:5555"]
+    ports = interpolate(raw, {**real_env, "FLOWER_PUBLISH_ADDRESS": "0.0.0.0", "FLOWER_PORT": "8080"})
+    assert ports["services"]["flower"]["ports"] == ["0.0.0.0:8080:5555"]
 
 
 def test_docker_compose_config_validates():

@@ -15,6 +15,7 @@ per test); docs/reliability.md reports them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -351,6 +352,167 @@ def test_a_killed_worker_restarted_gets_its_tasks_back_after_the_visibility_time
         unacked_at_kill=unacked, queued_at_kill=queued, restart_ready_s=restarted_s,
         held_videos_recovered_s=recovered, duplicates=check["duplicates"], orphans=len(check["orphans"]),
         crop_rows=check["crop_rows"], attempts=attempts, total_s=round(time.monotonic() - started, 1),
+    )
+
+
+RESTORE_VISIBILITY_S = 15
+
+
+def owns_local_port(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the TCP socket whose local port is ``port`` (from /proc)."""
+    sockets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            sockets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and f"socket:[{fields[9]}]" in sockets:
+                return True
+    return False
+
+
+def unacked_tags(client, video_id: int) -> list[str]:
+    """Delivery tags of the messages for ``video_id`` delivered and not yet acknowledged (kombu's
+    `unacked` hash). A message handed out again gets a new tag."""
+    tags = []
+    for tag, raw in client.hgetall("unacked").items():
+        message = json.loads(raw)[0]
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        if kwargs["video_id"] == video_id:
+            tags.append(tag.decode())
+    return tags
+
+
+class RedisCommands:
+    """Every command Redis executes, with Redis' own timestamp (MONITOR, in a thread): when a
+    message went back is read from the server, not from a poll that a loaded machine delays."""
+
+    def __init__(self, redis):
+        import threading
+
+        self.commands: list[tuple[float, str]] = []
+        self._client, self._stop = redis.client(), threading.Event()
+        self._thread = threading.Thread(target=self._record, daemon=True)
+
+    def _record(self) -> None:
+        with self._client.monitor() as monitor:
+            while not self._stop.is_set():  # workers poll every second: next_command returns
+                command = monitor.next_command()
+                self.commands.append((command["time"], command["command"]))
+
+    def __enter__(self) -> "RedisCommands":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def first(self, command: str) -> float | None:
+        return next((at for at, seen in list(self.commands) if seen == command), None)
+
+
+def kill_while_holding_the_restore_lock(cluster: Cluster, worker: CeleryWorker, timeout: float):
+    """SIGKILL ``worker`` (parent and children) while its main process holds kombu's restore lock
+    (`unacked_mutex`, taken for a few ms per sweep) and a child runs a video. MONITOR shows who
+    sets the lock; CLIENT PAUSE WRITE then holds back its release while the test checks that
+    the setter is this worker's main process, and kills it. Returns (video row, its message's
+    delivery tag, kill time, the lock's remaining ms right after the kill)."""
+    control = cluster.redis.client()
+    deadline = time.monotonic() + timeout
+    with cluster.redis.client().monitor() as monitor:
+        while time.monotonic() < deadline:
+            command = monitor.next_command()
+            words = command["command"].split()
+            if words[:2] != ["SET", "unacked_mutex"]:
+                continue
+            control.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+            try:
+                if control.get("unacked_mutex") != words[2].encode():
+                    continue  # released already: the next one
+                if not owns_local_port(worker.process.pid, int(command["client_port"])):
+                    continue  # another worker's sweep
+                running = cluster.running_on(worker)
+                if running is None:
+                    continue
+                tags = unacked_tags(control, running[0].id)
+                worker.kill()
+                return running[0], tags, now_utc(), control.pttl("unacked_mutex")
+            finally:
+                control.execute_command("CLIENT", "UNPAUSE")
+    raise AssertionError(f"worker never held the restore lock while running a video in {timeout} s")
+
+
+def test_a_worker_killed_holding_the_restore_lock_delays_no_redelivery_past_timeout_plus_sweep(
+        long_videos, cluster, fault_report):
+    """Issue #19: a compose worker's video came back 299.4 s after `docker kill` with a 45 s
+    visibility timeout. Every sweep for messages past the timeout runs under one Redis lock that
+    expired after kombu's 300 s: a worker killed holding it stopped every other worker's sweeps.
+    Three workers, two killed at two moments: (1) in the middle of its sweep, holding the lock and
+    a video; (2) the moment a child starts a video (its message is fresh: the longest wait). The
+    third works on. Each video is back on the queue within timeout + sweep, and done soon after."""
+    from dataclasses import replace
+
+    from shared.settings import load_settings
+
+    sweep = replace(load_settings(), broker_visibility_timeout_s=RESTORE_VISIBILITY_S).redelivery_sweep_s
+    bound = RESTORE_VISIBILITY_S + sweep
+    cluster.env["BROKER_VISIBILITY_TIMEOUT_S"] = str(RESTORE_VISIBILITY_S)
+    started = time.monotonic()
+    workers = [cluster.worker(concurrency=1, name=name).start(wait=False) for name in ("survivor", "in-sweep", "at-start")]
+    survivor, in_sweep, at_start = workers
+    client = cluster.redis.client()
+
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        cluster.ingest(long_videos)
+
+        with RedisCommands(cluster.redis) as redis_commands:
+            row1, tags1, killed1_at, lock_ms = kill_while_holding_the_restore_lock(cluster, in_sweep, 60)
+            assert 0 < lock_ms <= sweep * 1000  # the dead worker's lock lasts one sweep, not 300 s
+            first = wait_until(lambda: cluster.running_on(at_start, exclude={row1.id}), 60, 0.01, "a running video")
+            row2, _pid = wait_until(lambda: cluster.running_on(at_start, exclude={row1.id, first[0].id}), 60, 0.005,
+                                    "the next video on the second worker")
+            tags2 = unacked_tags(client, row2.id)
+            at_start.kill()
+            killed2_at = now_utc()
+            assert len(tags1) == len(tags2) == 1, (tags1, tags2)  # prefetch 1: the video's message only
+
+            def back_times():
+                # kombu puts a message back by removing its tag from `unacked` and pushing it on its queue.
+                times = [redis_commands.first(f"HDEL unacked {tag}") for tag in (*tags1, *tags2)]
+                return times if all(times) else None
+
+            back = wait_until(back_times, bound + 20, 0.1, "the killed workers' messages back on the queue")
+        waited = cluster.ingest(long_videos, "--wait")
+        assert waited["enqueued"] == 0
+        client.close()
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    back_at = {row1.id: back[0] - killed1_at.timestamp(), row2.id: back[1] - killed2_at.timestamp()}
+    videos = cluster.videos()
+    kills = {name: {"video": row.rel_path, "back_on_queue_s": round(back_at[row.id], 2),
+                    "done_s": seconds_since(at, videos[row.rel_path].finished_at)}
+             for name, row, at in (("in_sweep", row1, killed1_at), ("at_video_start", row2, killed2_at))}
+    for kill in kills.values():
+        # Back within timeout + sweep (+ 3 s for a loaded machine's timers; kombu's 300 s lock
+        # gave about 300 s); the first kill also waited for the dead worker's lock, which expires
+        # within that sweep.
+        assert 0 < kill["back_on_queue_s"] <= bound + 3, (kills, bound)
+        assert kill["back_on_queue_s"] <= kill["done_s"]
+    check = cluster.assert_all_finished_once(LONG_VIDEOS)
+    attempts = {p: v.attempts for p, v in videos.items()}
+    assert attempts[row1.rel_path] == 2 and attempts[row2.rel_path] == 2
+    fault_report.update(
+        videos=LONG_VIDEOS, worker_kills=2, visibility_timeout_s=RESTORE_VISIBILITY_S, sweep_s=sweep,
+        lock_ms_after_kill_in_sweep=lock_ms, **kills, duplicates=check["duplicates"],
+        orphans=len(check["orphans"]), attempts=attempts, total_s=round(time.monotonic() - started, 1),
     )
 
 

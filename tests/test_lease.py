@@ -87,6 +87,25 @@ def test_checkpoint_epoch_reads_what_backup_and_restore_writes(tmp_path):
     assert leases.checkpoint_epoch(tmp_path) == 0
 
 
+def test_a_dead_workers_restore_lock_expires_within_one_sweep():
+    """kombu sweeps for messages past the visibility timeout under one Redis lock; a worker killed
+    holding it blocked every sweep for kombu's 300 s (issue #19). It now lasts one sweep (at most
+    a tenth of the timeout, 1 s at least), so a dead worker's message is back within timeout + sweep
+    (tests/test_faults.py kills a worker holding it)."""
+    from dataclasses import replace
+
+    from shared.settings import load_settings
+    from workers.celery_app import broker_transport_options
+
+    for visibility in (1, 5, 10, 45, 120, 1020, 5000):
+        settings = replace(load_settings(), broker_url="redis://", embedded=False,
+                           broker_visibility_timeout_s=visibility)
+        options = broker_transport_options(settings)
+        period = options["unacked_restore_interval"] * options["unacked_restore_throttle"]
+        assert options["visibility_timeout"] == visibility
+        assert period <= options["unacked_mutex_expire"] == settings.redelivery_sweep_s <= max(1, visibility // 10)
+
+
 def test_settings_defaults_and_cpu_visibility(monkeypatch):
     from shared.settings import load_settings
 

@@ -39,6 +39,6 @@ def test_docs_settings_table_is_the_one_the_code_declares():
     doc = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
     start = doc.index("<!-- settings table: generated, do not edit -->\n") + len("<!-- settings table: generated, do not edit -->\n")
     end = doc.index("<!-- end of settings table -->")
-    assert doc[start:end] == settings_table(), "docs/settings.md is stale: python -m shared.settings"
+    assert doc[start:end] == settings_table(), "docs/settings.md is stale: python -m shared.settings --table"
     undocumented = [f.name for f in fields(Settings) if f.default is not MISSING and not f.metadata.get("help")]
     assert not undocumented, f"settings without a meaning (metadata help): {undocumented}"

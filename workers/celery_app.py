@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 from kombu import Queue
 
+from shared.errors import InputError
 from shared.settings import get_settings
 
 CPU_QUEUE = "cpu"
@@ -41,12 +44,19 @@ def broker_transport_options(settings) -> dict:
     # Workers look for such messages every unacked_restore_interval x unacked_restore_throttle s
     # (kombu: 10 x 10). Look at least ten times per timeout, so a dead worker's tasks come back
     # within ~1.1 timeouts; the default timeout keeps kombu's defaults.
-    sweep = max(1, min(100, visibility // 10))
+    sweep = settings.redelivery_sweep_s
     interval = min(10, sweep)
     return {
         "visibility_timeout": visibility,
         "unacked_restore_interval": interval,
         "unacked_restore_throttle": max(1, sweep // interval),
+        # Each look runs under one Redis lock for every process on the broker (`unacked_mutex`, a
+        # few ms), which expires after unacked_mutex_expire (kombu: 300 s) if its holder dies
+        # holding it: a worker killed in a look then stops every other worker's looks, and a dead
+        # worker's video came back 299.4 s after `docker kill` with a 45 s timeout (issue #19).
+        # Expiring after one sweep keeps the worst case at timeout + sweep. A look that outlasts
+        # it is harmless: each message is put back in a WATCH transaction, once.
+        "unacked_mutex_expire": sweep,
     }
 
 
@@ -107,4 +117,11 @@ def create_app() -> Celery:
     return app
 
 
-app = create_app()
+try:
+    app = create_app()
+except InputError as exc:
+    # Every Celery process (workers, Flower, healthchecks) starts by importing this module: a setting
+    # it cannot use (a placeholder password of .env.example) ends it with one line and exit 2, as the
+    # CLI does, instead of Celery's traceback of a failed import.
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
