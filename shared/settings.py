@@ -74,10 +74,21 @@ class Settings:
     train_max_attempts: int = 3
     db_pool_size: int = 2
     db_max_overflow: int = 2
+    # Where crops, packs and run folders live (docs/storage.md): empty for DATA_DIR on local disk,
+    # or s3://bucket/prefix (endpoint and credentials from the standard AWS_* variables). The
+    # database and the broker stay where DATABASE_URL and CELERY_BROKER_URL say.
+    storage_url: str = ""
+    # Local folder (an SSD) where workers keep what they fetched from an object store; empty:
+    # DATA_DIR/cache. Reused across runs; safe to delete.
+    cache_dir: str = ""
 
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser().resolve() if self.cache_dir else self.data_dir / "cache"
 
     @property
     def broker_dir(self) -> Path:
