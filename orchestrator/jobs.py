@@ -22,7 +22,7 @@ from shared.errors import InputError
 from shared.ingest_params import IngestParams
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
-from shared.storage import resolve
+from shared.storage import local_copy
 from shared.train_config import TrainConfig
 
 # How often a followed command reads progress from the database (one small query).
@@ -322,6 +322,6 @@ def export_run_model(run_id: str | None, dest: Path, fmt: str):
     from workers.training.export import export_model
     from workers.training.inference import load_model
 
-    model = load_model(resolve(run.artifacts["model"]))
+    model = load_model(local_copy(run.artifacts["model"]))
     return run, export_model(model, dest, fmt, backbone=run.config["backbone"],
                              threshold=run.config.get("threshold"), run_id=run.id)

@@ -38,11 +38,17 @@ def storage_key(path: str | Path, root: Path | None = None) -> str:
     path = Path(path)
     if not path.is_absolute():
         return PurePosixPath(*path.parts).as_posix()
-    root = _root(root)
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return legacy_key(str(path)) or str(path)
+    roots = [_root(root)]
+    if root is None:  # a copy fetched from an object store names the same key under CACHE_DIR
+        from shared.settings import get_settings
+
+        roots.insert(0, get_settings().cache_path)
+    for base in roots:
+        try:
+            return path.relative_to(base).as_posix()
+        except ValueError:
+            pass
+    return legacy_key(str(path)) or str(path)
 
 
 def resolve(key: str | Path, root: Path | None = None) -> Path:
@@ -68,6 +74,16 @@ def resolve_artifacts(artifacts: dict | None, root: Path | None = None) -> dict:
     return _map(artifacts or {}, lambda k: str(resolve(k, root)))
 
 
+def artifact_locations(artifacts: dict | None) -> dict:
+    """Recorded artifacts where people find them: local paths, or s3:// URLs with an object store."""
+    from shared.settings import get_settings
+
+    url = get_settings().storage_url.rstrip("/")
+    if not url:
+        return resolve_artifacts(artifacts)
+    return _map(artifacts or {}, lambda k: f"{url}/{storage_key(k)}")
+
+
 def _map(artifacts: dict, convert) -> dict:
     out = {}
     for name, value in artifacts.items():
@@ -85,7 +101,7 @@ def _map(artifacts: dict, convert) -> dict:
 PROBE_KEY = ".storage-check"
 
 
-class StorageError(OSError):
+class StorageError(ConnectionError):
     """The object store could not be reached or refused an operation (transient: retry later)."""
 
 
@@ -120,6 +136,14 @@ class Store:
             self.put_file(key, folder / name)
             keys.append(key)
         return keys
+
+    def prune(self, prefix: str, keep) -> None:
+        """Delete the objects directly under ``prefix`` whose names are not in ``keep`` (what an
+        earlier delivery of the same task wrote and this one did not)."""
+        prefix = prefix.rstrip("/")
+        for key in self.list(prefix):
+            if key.rsplit("/", 1)[-1] not in keep:
+                self.delete(key)
 
 
 class LocalStore(Store):
@@ -273,12 +297,18 @@ def open_store(url: str | None = None) -> Store:
     if not url:
         return LocalStore(settings.data_dir)
     if url.startswith("s3://") and len(url) > len("s3://"):
-        return ObjectStore(url)
-    if "://" not in url:
-        return LocalStore(Path(url).expanduser().resolve())
+        import os
+
+        # One client per process (a forked worker child must not share its parent's event loop).
+        if (url, os.getpid()) not in _stores:
+            _stores[(url, os.getpid())] = ObjectStore(url)
+        return _stores[(url, os.getpid())]
     from shared.errors import InputError
 
-    raise InputError(f"STORAGE_URL={url}: not s3://bucket[/prefix] nor a local folder")
+    raise InputError(f"STORAGE_URL={url}: not s3://bucket[/prefix] (leave it empty for DATA_DIR on local disk)")
+
+
+_stores: dict[tuple[str, int], Store] = {}
 
 
 def check_store(store: Store) -> dict:
@@ -303,8 +333,8 @@ def check_store(store: Store) -> dict:
     return result
 
 
-def fetch_to_cache(store: Store, keys, cache_dir: Path, *, workers: int = 16,
-                   progress=None) -> dict[str, Path]:
+def fetch_to_cache(store: Store, keys, cache_dir: Path, *, workers: int = 16, progress=None,
+                   sizes: dict[str, int] | None = None) -> dict[str, Path]:
     """Local copies of ``keys`` under ``cache_dir`` (same relative layout), fetched in parallel.
 
     A file already in the cache with the object's size is reused (an earlier run's fetch); any
@@ -317,9 +347,10 @@ def fetch_to_cache(store: Store, keys, cache_dir: Path, *, workers: int = 16,
     if not store.remote:
         return {key: store.root / key for key in keys}
     cache_dir = Path(cache_dir)
-    sizes: dict[str, int] = {}
-    for prefix in sorted({k.rsplit("/", 1)[0] for k in keys}):  # one listing per folder, not one HEAD per file
-        sizes.update(store.list(prefix))
+    if sizes is None:
+        sizes = {}
+        for prefix in sorted({k.rsplit("/", 1)[0] for k in keys}):  # one listing per folder, not one HEAD per file
+            sizes.update(store.list(prefix))
     missing = [k for k in keys if k not in sizes]
     if missing:
         raise StorageError(f"{len(missing)} objects missing from {store.url}, e.g. {missing[0]}")
@@ -342,3 +373,27 @@ def fetch_to_cache(store: Store, keys, cache_dir: Path, *, workers: int = 16,
             if progress:
                 progress(done, len(keys), fetched_bytes)
     return {key: cache_dir / key for key in keys}
+
+
+def local_copy(key: str) -> Path:
+    """A local file with the object a recorded key names: the file itself under DATA_DIR, or a
+    copy fetched into CACHE_DIR from an object store (reused while its size matches)."""
+    from shared.settings import get_settings
+
+    store = open_store()
+    if not store.remote:
+        return resolve(key, store.root)
+    key = storage_key(key, get_settings().data_dir)
+    return fetch_to_cache(store, [key], get_settings().cache_path)[key]
+
+
+def upload_folder(prefix: str, folder: Path, skip: Path | None = None, only: str | None = None) -> list[str]:
+    """Every file of a local folder (but those under ``skip``) put under ``prefix`` of the store;
+    nothing to do on local disk, where the folder is the store. Returns the keys written."""
+    store = open_store()
+    if not store.remote:
+        return []
+    folder = Path(folder)
+    names = [only] if only else [p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                                 if p.is_file() and not (skip and (p == skip or Path(skip) in p.parents))]
+    return store.put_tree(prefix, folder, names)

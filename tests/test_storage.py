@@ -60,3 +60,49 @@ def test_a_store_that_is_down_is_a_storage_error_not_a_hang(seaweed, tmp_path):
     with pytest.raises(StorageError, match="cannot write"):
         store.put_bytes("crops/1/a/x.png", b"x")
     assert check_store(store)["writable"] is False
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ingest_train_and_predict_through_a_real_object_store(seaweed, sample_root, tmp_path):
+    """STORAGE_URL=s3://...: embedded workers put crops and packs in the store, then record them;
+    training fetches them into CACHE_DIR and puts its run folder in the store; predict reads the
+    model from the store on a host (DATA_DIR) that has nothing local."""
+    import csv
+    import io
+    import shutil
+
+    from tests.support import pipeline_env, run_cli, run_cli_json
+
+    url = "s3://pipeline/data"
+    env = pipeline_env(DATA_DIR=tmp_path / "data", STORAGE_URL=url, **seaweed.env())
+    checked = run_cli_json(["storage", "check"], env)
+    assert checked["writable"] and checked["storage"] == url
+    assert "test-secret" not in run_cli(["storage", "check"], env).stdout
+
+    run_cli_json(["ingest", str(sample_root)], env, expect_code=1)  # its corrupt video fails
+    store = open_store(url)
+    objects = store.list("crops")
+    rows = list(csv.DictReader(io.StringIO(run_cli(["export"], env).stdout)))
+    assert rows and {r["crop_path"] for r in rows} <= set(objects)  # every recorded crop is in the store
+    assert any(key.endswith("/crops.pack") for key in objects)
+    assert not list((tmp_path / "data").rglob("*.png"))  # the staging copies are gone: the store holds them
+
+    report = run_cli_json(["train", "--epochs", "1", "--weights", "none", "--batch-size", "16", "--image-size", "32",
+                           "--backbone", "tiny"], env)
+    assert report["status"] == "done", report.get("error")
+    run_id = report["run_id"]
+    assert report["artifacts"]["model"] == f"{url}/runs/{run_id}/model.keras"
+    assert store.size(f"runs/{run_id}/model.keras") and store.exists(f"runs/{run_id}/report.html")
+    assert store.exists(f"runs/{run_id}/roc.png")
+    assert list((tmp_path / "data" / "cache" / "crops").rglob("crops.pack"))  # trained from the local cache
+
+    # Another host: a fresh DATA_DIR sharing only the database (a copy of it) and the store.
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(tmp_path / "data" / "pipeline.db", other / "pipeline.db")
+    env_other = {**env, "DATA_DIR": str(other)}
+    judged = run_cli_json(["predict", str(sample_root / "Celeb-real" / "id0_0000.mp4")], env_other)
+    assert len(judged) == 1 and judged[0]["faces"] > 0
+    assert (other / "cache" / "runs" / run_id / "model.keras").is_file()  # fetched from the store
+    assert not (other / "runs").exists()

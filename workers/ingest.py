@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from shared.ingest_params import IngestParams
 from shared.labels import DONE, FAILED, FINISHED_STATUSES, LANDMARK_COLUMNS, NO_FACE, RUNNING
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings
+from shared.storage import open_store
 from workers.align import align_face
 from workers.crop_pack import PACK_NAME, TMP_SUFFIX as PACK_TMP_SUFFIX, write_pack_atomically
 from workers.faces import Box, Landmarks, crop_face, detect_faces, keep_largest_face
@@ -219,16 +221,21 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
 
     folder_rel = crop_dir_for(dataset_id, rel_path)
     folder = settings.data_dir / folder_rel
+    store = open_store()  # DATA_DIR itself, or an object store: then DATA_DIR/crops is this host's staging area
     work_started = time.perf_counter()
     try:
         result = extract_face_crops(Path(root) / rel_path, params, detector=detector)
     except VideoError as exc:
         _record(video_id, status=FAILED, error=str(exc), rows=[], started=started)
         remove_orphans(folder, keep=set(), stale_tmp_s=settings.cpu_task_hard_limit_s)
+        if store.remote:
+            store.delete(str(folder_rel))
         return {"video": rel_path, "status": FAILED, "error": str(exc), "crops": 0, "ingest_id": ingest_id}
 
     # A pack must never describe other PNGs than the ones on disk: drop the old one before they change.
     (folder / PACK_NAME).unlink(missing_ok=True)
+    if store.remote:
+        store.delete(f"{folder_rel}/{PACK_NAME}")
     rows, names = [], []
     for crop in result.crops:
         name = crop_file_name(crop.frame_index, crop.face_index)
@@ -255,9 +262,14 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
                               [cv2.cvtColor(crop.image_bgr, cv2.COLOR_BGR2RGB) for crop in result.crops])
         keep.add(PACK_NAME)
     status = DONE if rows else NO_FACE
+    if store.remote:  # the objects first: no row names one that is not there (a failed put retries the task)
+        store.put_tree(str(folder_rel), folder, keep)
     work_seconds = time.perf_counter() - work_started
     seconds = _record(video_id, status=status, error=None, rows=rows, started=started, info=result)
     remove_orphans(folder, keep=keep, stale_tmp_s=settings.cpu_task_hard_limit_s)
+    if store.remote:  # keys are deterministic: a redelivery overwrote them; drop what it no longer wrote
+        store.prune(str(folder_rel), keep)
+        shutil.rmtree(folder, ignore_errors=True)
     return {
         "video": rel_path,
         "status": status,
