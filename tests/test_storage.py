@@ -106,3 +106,53 @@ def test_ingest_train_and_predict_through_a_real_object_store(seaweed, sample_ro
     assert len(judged) == 1 and judged[0]["faces"] > 0
     assert (other / "cache" / "runs" / run_id / "model.keras").is_file()  # fetched from the store
     assert not (other / "runs").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_object_store_down_mid_ingest_videos_wait_and_nothing_is_half_recorded(seaweed, sample_root, tmp_path):
+    """The store goes away after the first video is done: the other videos' tasks fail to put their
+    objects and are retried with backoff (they stay not-done, no crop row is written); once the store
+    is back the same ingest finishes, and every recorded crop has its object."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tests.support import REPO, pipeline_env, run_cli, wait_until
+
+    url, data = "s3://pipeline/data", tmp_path / "data"
+    env = pipeline_env(DATA_DIR=data, STORAGE_URL=url, **seaweed.env())
+    ingest = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "ingest", str(sample_root), "--workers", "1",
+                               "--json"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = data / "pipeline.db"
+
+    def count(sql: str) -> int:
+        if not db.exists():
+            return 0
+        try:
+            with sqlite3.connect(db, timeout=5) as conn:
+                return conn.execute(sql).fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+    try:
+        wait_until(lambda: count("SELECT count(*) FROM videos WHERE status = 'done'") >= 1, 300, 0.2, "a first video done")
+        seaweed.stop()
+        log = data / "logs" / "worker-ingest.log"
+        wait_until(lambda: log.exists() and "StorageError" in log.read_text(errors="replace"), 120, 0.5,
+                   "a video task retried for the store")
+        done_while_down = count("SELECT count(*) FROM videos WHERE status = 'done'")
+        assert count("SELECT count(*) FROM videos WHERE status IN ('running', 'pending')") > 0
+        seaweed.start()
+        out, err = ingest.communicate(timeout=600)
+    finally:
+        if ingest.poll() is None:
+            ingest.kill()
+    assert ingest.returncode == 1, err[-2000:]  # only the sample's corrupt video failed
+    assert '"failed": 1' in out and '"pending": 0' in out and '"running": 0' in out
+    assert count("SELECT count(*) FROM videos WHERE status = 'done'") > done_while_down
+    objects = set(open_store(url).list("crops"))
+    with sqlite3.connect(db) as conn:
+        recorded = {row[0] for row in conn.execute("SELECT crop_path FROM crops")}
+    assert recorded and recorded <= objects  # nothing recorded without its object
+    assert run_cli(["status"], env).returncode == 0
