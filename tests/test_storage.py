@@ -156,3 +156,13 @@ def test_object_store_down_mid_ingest_videos_wait_and_nothing_is_half_recorded(s
         recorded = {row[0] for row in conn.execute("SELECT crop_path FROM crops")}
     assert recorded and recorded <= objects  # nothing recorded without its object
     assert run_cli(["status"], env).returncode == 0
+
+
+def test_storage_check_on_local_disk_and_a_bad_url(tmp_path):
+    from tests.support import pipeline_env, run_cli
+
+    ok = run_cli(["storage", "check"], pipeline_env(DATA_DIR=tmp_path / "data"))
+    assert ok.returncode == 0 and ok.stdout.startswith(f"storage: {tmp_path / 'data'}: writable")
+    bad = run_cli(["storage", "check"], pipeline_env(DATA_DIR=tmp_path / "data", STORAGE_URL="ftp://host/x"))
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: STORAGE_URL=ftp://host/x: not s3://bucket[/prefix] (leave it empty for DATA_DIR on local disk)")
