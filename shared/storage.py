@@ -128,13 +128,14 @@ class Store:
 
     def put_tree(self, prefix: str, folder: Path, names=None) -> list[str]:
         """Upload ``folder``'s files (or ``names`` in it) under ``prefix``; returns their keys."""
+        from concurrent.futures import ThreadPoolExecutor
+
         folder = Path(folder)
         files = sorted(names) if names is not None else sorted(p.name for p in folder.rglob("*") if p.is_file())
-        keys = []
-        for name in files:
-            key = f"{prefix.rstrip('/')}/{name}"
-            self.put_file(key, folder / name)
-            keys.append(key)
+        keys = [f"{prefix.rstrip('/')}/{name}" for name in files]
+        # Parallel requests hide an object store's per-request latency (~11 ms here, more over a network).
+        with ThreadPoolExecutor(8 if self.remote else 1) as pool:
+            list(pool.map(lambda pair: self.put_file(*pair), [(k, folder / n) for k, n in zip(keys, files)]))
         return keys
 
     def prune(self, prefix: str, keep) -> None:

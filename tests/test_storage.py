@@ -151,7 +151,13 @@ def test_object_store_down_mid_ingest_videos_wait_and_nothing_is_half_recorded(s
     assert ingest.returncode == 1, err[-2000:]  # only the sample's corrupt video failed
     assert '"failed": 1' in out and '"pending": 0' in out and '"running": 0' in out
     assert count("SELECT count(*) FROM videos WHERE status = 'done'") > done_while_down
-    objects = set(open_store(url).list("crops"))
+    def listing():
+        try:
+            return set(open_store(url).list("crops"))
+        except StorageError:  # seen once: the restarted server briefly refusing a new connection
+            return None
+
+    objects = wait_until(listing, 60, 1, "the restarted store to list its objects")
     with sqlite3.connect(db) as conn:
         recorded = {row[0] for row in conn.execute("SELECT crop_path FROM crops")}
     assert recorded and recorded <= objects  # nothing recorded without its object
