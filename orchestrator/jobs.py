@@ -22,6 +22,7 @@ from shared.errors import InputError
 from shared.ingest_params import IngestParams
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
+from shared.storage import local_copy
 from shared.train_config import TrainConfig
 
 # How often a followed command reads progress from the database (one small query).
@@ -258,6 +259,8 @@ def run_evaluation(run_id: str | None, dataset: str, part: str | None, *, wait: 
     if not dataset:
         raise InputError("--dataset NAME is required: `orchestrator datasets` lists them")
     open_database()
+    if get_settings().embedded:
+        ensure_broker_dirs()  # a DATA_DIR copied without its broker folder (or that never trained)
     run = find_run(run_id, finished=not run_id)
     evaluation_id, warnings = plan_evaluation(run, dataset, part)
     dispatch_evaluation(evaluation_id, summary=f"run {run.id} on {dataset}")
@@ -320,6 +323,6 @@ def export_run_model(run_id: str | None, dest: Path, fmt: str):
     from workers.training.export import export_model
     from workers.training.inference import load_model
 
-    model = load_model(run.artifacts["model"])
+    model = load_model(local_copy(run.artifacts["model"]))
     return run, export_model(model, dest, fmt, backbone=run.config["backbone"],
                              threshold=run.config.get("threshold"), run_id=run.id)

@@ -96,6 +96,13 @@ class Settings:
     api_max_concurrent_uploads: int = field(default=8, metadata={"help": "Uploads the server receives at once (429 above it)."})
     db_pool_size: int = field(default=2, metadata={"help": "Database connections kept per process."})
     db_max_overflow: int = field(default=2, metadata={"help": "Extra database connections a process may open beyond the pool."})
+    # Where crops, packs and run folders live (docs/storage.md): empty for DATA_DIR on local disk,
+    # or s3://bucket/prefix (endpoint and credentials from the standard AWS_* variables). The
+    # database and the broker stay where DATABASE_URL and CELERY_BROKER_URL say.
+    storage_url: str = field(default="", metadata={"help": "Where crops, packs and run folders live: empty for DATA_DIR, or s3://bucket/prefix (credentials from AWS_* variables)."})
+    # Local folder (an SSD) where workers keep what they fetched from an object store; empty:
+    # DATA_DIR/cache. Reused across runs; safe to delete.
+    cache_dir: str = field(default="", metadata={"help": "Local folder for what workers fetch from an object store; empty: DATA_DIR/cache."})
 
     @property
     def runs_dir(self) -> Path:
@@ -104,6 +111,10 @@ class Settings:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser().resolve() if self.cache_dir else self.data_dir / "cache"
 
     @property
     def broker_dir(self) -> Path:

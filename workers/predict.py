@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.storage import local_copy
 from workers.ingest import IngestParams, extract_face_crops
 from workers.video import VideoError
 
@@ -57,7 +58,7 @@ def judge_videos(videos: list[Path | str], run, explain_dir: Path | str | None =
     from workers.training.inference import load_model
 
     params = IngestParams.from_dict(run.config.get("ingest"))
-    model = load_model(run.artifacts["model"])
+    model = load_model(local_copy(run.artifacts["model"]))
     results = []
     for path in videos:
         try:

@@ -11,6 +11,7 @@ from db.models import Crop, Dataset, Evaluation, Run, SplitMember, Video
 from db.session import session_scope
 from shared.errors import InputError
 from shared.labels import DONE, RUN_DONE, RUN_FINISHED, RUN_QUEUED
+from shared.storage import artifact_locations
 from workers.celery_app import EVALUATE_TASK, app
 from workers.planning.waiting import poll_until
 from workers.training.cross_eval import PART_ALL, PART_TEST
@@ -108,7 +109,7 @@ def _report(evaluation: Evaluation, dataset: str) -> dict:
         "videos": evaluation.videos,
         "crops": evaluation.crops,
         "metrics": evaluation.metrics,
-        "roc": (evaluation.artifacts or {}).get("roc"),
+        "roc": artifact_locations(evaluation.artifacts).get("roc"),
         "error": evaluation.error,
     }
 

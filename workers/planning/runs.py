@@ -14,6 +14,7 @@ from db.session import session_scope
 from shared.errors import InputError
 from shared.labels import DONE, LABEL_NAMES, RUN_DONE, RUN_FINISHED, RUN_QUEUED, RUN_RUNNING, TEST_LIST_NAME
 from shared.settings import get_settings
+from shared.storage import artifact_locations
 from shared.train_config import TrainConfig
 from workers.celery_app import TRAIN_TASK, app
 from workers.planning.evaluations import run_evaluations
@@ -183,7 +184,7 @@ def run_report(run: Run) -> dict:
     """The object `orchestrator report --json` prints."""
     metrics = run.metrics or {}
     history = run.history or {}
-    artifacts = run.artifacts or {}
+    artifacts = artifact_locations(run.artifacts)  # under this DATA_DIR (or the object store), for people
     return {
         "run_id": run.id,
         "status": RUN_RUNNING if run.status in (RUN_QUEUED, RUN_RUNNING) else run.status,

@@ -13,6 +13,8 @@ from db.session import session_scope
 from shared.labels import DONE, RUN_DONE, RUN_FAILED, RUN_RUNNING
 from shared.process import process_name
 from shared.settings import get_settings
+from shared.storage import (artifact_keys, local_copy, open_store, resolve, resolve_artifacts, storage_key,
+                            upload_folder)
 
 PART_TEST, PART_ALL = "test", "all"  # the run's held-out test crops of the dataset, or all of them
 
@@ -42,7 +44,8 @@ def roc_file_name(dataset: str) -> str:
 def evaluation_crops(run_id: str, dataset_id: int, part: str) -> dict[str, list]:
     """{"paths", "labels", "video_ids"} of the crops an evaluation scores, in a stable order:
     ``test``: the dataset's crops in the run's test part; ``all``: every crop of its finished videos."""
-    data_dir = get_settings().data_dir
+    store = open_store()
+    root = get_settings().cache_path if store.remote else get_settings().data_dir
     query = (select(Crop.crop_path, Video.label, Video.id).join(Video, Crop.video_id == Video.id)
              .where(Video.dataset_id == dataset_id, Video.status == DONE).order_by(Crop.id))
     if part == PART_TEST:
@@ -50,7 +53,11 @@ def evaluation_crops(run_id: str, dataset_id: int, part: str) -> dict[str, list]
             SplitMember.run_id == run_id, SplitMember.part == "test")
     with session_scope() as session:
         rows = session.execute(query).all()
-    paths = [str(Path(p) if Path(p).is_absolute() else data_dir / p) for p, _, _ in rows]
+    paths = [str(resolve(p, root)) for p, _, _ in rows]
+    if store.remote:
+        from workers.training.fetch import fetch_crops
+
+        fetch_crops(store, [storage_key(p) for p, _, _ in rows], root)
     return {"paths": paths, "labels": [int(label) for _, label, _ in rows],
             "video_ids": [int(video_id) for _, _, video_id in rows]}
 
@@ -69,14 +76,14 @@ def execute_evaluation(evaluation_id: int) -> dict:
         name = session.scalar(select(Dataset.name).where(Dataset.id == evaluation.dataset_id))
         evaluation.status, evaluation.worker, evaluation.error = RUN_RUNNING, process_name(), None
         run_id, dataset_id, part = evaluation.run_id, evaluation.dataset_id, evaluation.part
-        config, artifacts, run_metrics = dict(run.config), dict(run.artifacts or {}), dict(run.metrics or {})
+        config, artifacts, run_metrics = dict(run.config), resolve_artifacts(run.artifacts), dict(run.metrics or {})
     try:
         from workers.training.evaluate import compute_metrics
         from workers.training.inference import load_model, predict_probabilities
         from workers.training.plots import plot_roc
 
         crops = evaluation_crops(run_id, dataset_id, part)
-        model = load_model(artifacts["model"])
+        model = load_model(local_copy(artifacts["model"]))
         probabilities = predict_probabilities(model, crops["paths"], batch_size=config.get("batch_size", 32))
         # The run's own decision threshold (chosen on its validation part where training does so).
         threshold = run_metrics.get("threshold", config.get("threshold", 0.5))
@@ -84,16 +91,19 @@ def execute_evaluation(evaluation_id: int) -> dict:
         metrics["threshold_rule"] = run_metrics.get("threshold_rule")
         metrics["warnings"] = evaluation_warnings(crops["labels"], probabilities)
         out_dir = Path(artifacts.get("dir") or get_settings().runs_dir / run_id)
+        out_dir.mkdir(parents=True, exist_ok=True)  # on a host that never held the run (object store)
         roc = plot_roc(crops["labels"], probabilities, out_dir / roc_file_name(name),
                        title=f"{name} ({part}): run {run_id}")
         result_file = out_dir / f"evaluation_{roc_file_name(name)[4:-4]}_{part}.json"
         result_file.write_text(json.dumps({"run_id": run_id, "dataset": name, "part": part,
                                            "videos": len(set(crops["video_ids"])), "crops": len(crops["paths"]),
                                            "metrics": metrics}, indent=2))
+        for written in (roc, result_file):  # into the object store's run folder, where there is one
+            upload_folder(storage_key(Path(written).parent), Path(written).parent, only=Path(written).name)
         with session_scope() as session:
             session.execute(update(Evaluation).where(Evaluation.id == evaluation_id).values(
                 status=RUN_DONE, videos=len(set(crops["video_ids"])), crops=len(crops["paths"]), metrics=metrics,
-                artifacts={"roc": str(roc), "result": str(result_file)}, finished_at=utcnow()))
+                artifacts=artifact_keys({"roc": str(roc), "result": str(result_file)}), finished_at=utcnow()))
         return {"evaluation_id": evaluation_id, "status": RUN_DONE, "video_auc": metrics.get("video_auc")}
     except BaseException as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__

@@ -16,8 +16,9 @@ from db.session import session_scope
 from shared.labels import RUN_DONE, RUN_FAILED
 from shared.process import process_name
 from shared.settings import get_settings
+from shared.storage import artifact_keys, open_store, resolve, storage_key, upload_folder
 from shared.train_config import TrainConfig
-from workers.training.lease import (Claim, Heartbeat, LeaseLost, checkpoint_epoch, claim_run, remove_checkpoint,
+from workers.training.lease import (Claim, Heartbeat, LeaseLost, checkpoint_dir, checkpoint_epoch, claim_run, remove_checkpoint,
                                     training_callbacks)
 
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "test_predictions.csv"
@@ -30,9 +31,11 @@ def run_dir(run_id: str) -> Path:
     return get_settings().runs_dir / run_id
 
 
-def load_split(run_id: str) -> dict[str, dict[str, list]]:
-    """part -> {"paths", "labels", "video_ids"} with absolute crop paths, in a stable order."""
-    data_dir = get_settings().data_dir
+def load_split(run_id: str, progress: Callable[[dict], None] | None = None) -> dict[str, dict[str, list]]:
+    """part -> {"paths", "labels", "video_ids"} with local crop paths, in a stable order: under
+    DATA_DIR, or fetched from the object store into CACHE_DIR first."""
+    store = open_store()
+    root = get_settings().cache_path if store.remote else get_settings().data_dir
     parts: dict[str, dict[str, list]] = {p: {"paths": [], "labels": [], "video_ids": []} for p in ("train", "val", "test")}
     with session_scope() as session:
         rows = session.execute(
@@ -43,10 +46,13 @@ def load_split(run_id: str) -> dict[str, dict[str, list]]:
             .order_by(Crop.id)
         ).all()
     for part, crop_path, label, video_id in rows:
-        path = Path(crop_path)
-        parts[part]["paths"].append(str(path if path.is_absolute() else data_dir / path))
+        parts[part]["paths"].append(str(resolve(crop_path, root)))
         parts[part]["labels"].append(int(label))
         parts[part]["video_ids"].append(int(video_id))
+    if store.remote:
+        from workers.training.fetch import fetch_crops
+
+        fetch_crops(store, [storage_key(crop_path) for _, crop_path, _, _ in rows], root, progress=progress)
     return parts
 
 
@@ -74,6 +80,8 @@ def describe_progress(event: dict | None) -> str:
         return "starting"
     if event.get("phase") == "evaluate":
         return "evaluating on the test set"
+    if event.get("phase") == "fetch":
+        return f"fetching crops from the store: {event.get('files')}/{event.get('total')} files, {event.get('bytes', 0) / 1e6:.1f} MB"
     text = f"epoch {event.get('epoch', '?')}/{event.get('epochs', '?')}"
     if event.get("batches"):
         text += f", batch {event.get('batch', 0)}/{event['batches']}"
@@ -123,7 +131,7 @@ def _train_and_record(run_id: str, claim: Claim, out_dir: Path, lease: Heartbeat
     # added (ingest parameters, datasets, data folder).
     recorded, split_info = claim.config, claim.split
     config = TrainConfig.from_record(recorded)
-    split = load_split(run_id)
+    split = load_split(run_id, progress)
     # Written now so that a run that fails still says what it tried; again at the end with what was used.
     write_config(out_dir, run_id, recorded, split_info)
     tensorboard = _tensorboard_callbacks(out_dir / TENSORBOARD_DIR)
@@ -136,9 +144,11 @@ def _train_and_record(run_id: str, claim: Claim, out_dir: Path, lease: Heartbeat
     write_config(out_dir, run_id, final_config, split_info)
     finished_at = utcnow()
     write_report_html({"run_id": run_id, "status": RUN_DONE, "config": final_config, "split": split_info,
-                       "metrics": scores.metrics, "artifacts": artifacts,
+                       "metrics": scores.metrics, "artifacts": artifacts,  # keys: the page stays true in a copy
                        "created_at": claim.created_at.isoformat() if claim.created_at else None,
                        "finished_at": finished_at.isoformat()}, out_dir)
+    # An object store holds the run folder before the run is recorded done (not the checkpoint: local resume state).
+    upload_folder(storage_key(out_dir), out_dir, skip=checkpoint_dir(out_dir))
     with session_scope() as session:
         session.execute(update(Run).where(Run.id == run_id, Run.worker == process_name()).values(
             status=RUN_DONE, metrics=scores.metrics, history=fitted["history"], artifacts=artifacts,
@@ -202,15 +212,16 @@ def _score(fitted: dict, split: dict, config: TrainConfig) -> Scores:
 
 
 def _write_artifacts(out_dir: Path, split: dict, fitted: dict, scores: Scores, *, tensorboard: bool) -> dict:
-    """The test predictions, the plots and metrics.json; returns every artifact's path (config.json
-    and report.html are written by the caller)."""
+    """The test predictions, the plots and metrics.json; returns every artifact's key relative to the
+    storage root (config.json and report.html are written by the caller)."""
     from workers.training.plots import plot_confusion_matrix, plot_history, plot_roc
 
     test, threshold = split["test"], scores.threshold["threshold"]
     with open(out_dir / PREDICTIONS_FILE, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["crop_path", "video_id", "label", "fake_probability"])
-        writer.writerows(zip(test["paths"], test["video_ids"], test["labels"], scores.test_probabilities.tolist()))
+        writer.writerows(zip((storage_key(p) for p in test["paths"]), test["video_ids"], test["labels"],
+                             scores.test_probabilities.tolist()))
     plots = [
         plot_history(fitted["history"], out_dir / "history.png"),
         plot_confusion_matrix(scores.metrics["confusion_matrix"], out_dir / "confusion_matrix.png",
@@ -220,7 +231,7 @@ def _write_artifacts(out_dir: Path, split: dict, fitted: dict, scores: Scores, *
         plot_roc(test["labels"], scores.test_probabilities, out_dir / "roc.png"),
     ]
     (out_dir / METRICS_FILE).write_text(json.dumps(scores.metrics, indent=2))
-    return {
+    return artifact_keys({
         "dir": str(out_dir),
         "model": fitted["model_path"],
         "config": str(out_dir / CONFIG_FILE),
@@ -230,7 +241,7 @@ def _write_artifacts(out_dir: Path, split: dict, fitted: dict, scores: Scores, *
         "plots": [str(p) for p in plots],
         "tensorboard": str(out_dir / TENSORBOARD_DIR) if tensorboard else None,
         "report_html": str(out_dir / "report.html"),
-    }
+    })
 
 
 def _record_failure(run_id: str, exc: BaseException) -> None:
