@@ -203,6 +203,8 @@ def format_datasets(rows: list[dict]) -> str:
                     f"every {params.get('every')} s" if params else "-")
         if params.get("align"):
             sampling += ", aligned"
+        if params.get("protocol"):
+            sampling = f"{params['protocol']} ({sampling}, {params.get('size')} px)"
         lines.append(f"{r['name']:<20} {r['format']:<8} {r['videos']:>6} {r['by_label']['real']:>5} "
                      f"{r['by_label']['fake']:>5} {r['official_test_videos']:>5} {r['crops']:>6}  {sampling}  {r['root']}")
     return "\n".join(lines)
