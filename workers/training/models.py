@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 from keras import ops
 
-from shared.backbones import (DEFAULT_BACKBONE, KERAS_APPLICATIONS, KERAS_HUB, TUNE_ALL, TUNE_HEAD, TUNE_LAYERNORM,
+from shared.backbones import (DEFAULT_BACKBONE, KERAS_APPLICATIONS, KERAS_HUB, TUNE_HEAD, TUNE_LAYERNORM,
                               backbone_entry, notop_weights_file)
 from shared.preprocessing import check_backbone, preprocessing_constants
 
