@@ -49,7 +49,7 @@ fitted = train([p for p, *_ in sp["train"]], [l for _, l, _ in sp["train"]], [p 
 print("train s", round(time.time() - t0, 1), "best", fitted["best_epoch"], {k: [round(x, 3) for x in v] for k, v in fitted["history"].items()})
 model = load_model(fitted["model_path"])
 tp = [p for p, *_ in sp["test"]]; tl = [l for _, l, _ in sp["test"]]; tv = [v for *_, v in sp["test"]]
-prob = predict_probabilities(model, tp, backbone=backbone)
+prob = predict_probabilities(model, tp)
 m = compute_metrics(tl, prob, tv)
 print("INFERENCE mode: spread", float(np.ptp(prob)), "min", float(prob.min()), "max", float(prob.max()), "auc", m["auc"], "video_auc", m["video_auc"])
 ds = make_dataset(tp, None, batch_size=len(tp), backbone=backbone, training=False, image_size=size, cache=False)

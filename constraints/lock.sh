@@ -16,3 +16,6 @@ lock() {
 }
 lock cpu.txt --extra cpu --extra test
 lock gpu.txt --extra gpu
+# keras-hub's own dependencies pull the full tensorflow wheel (through tensorflow-text): on a CPU
+# install its packages go in without them (pip install --no-deps), so only they are pinned here.
+lock clip.txt --extra clip --no-deps

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from orchestrator.database import database_exists, open_database
 from orchestrator.embedded import ensure_broker_dirs, local_worker_when_embedded, orphaned_videos, purge_embedded_queue
-from orchestrator.output import IngestProgress, TrainingProgress, warn_database_unreachable
+from orchestrator.output import IngestProgress, TrainingProgress, warn, warn_database_unreachable
 from shared.errors import InputError
 from shared.ingest_params import IngestParams
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
@@ -38,18 +38,18 @@ def check_train_options(options: dict) -> TrainConfig:
     ImageNet weights are checked now (offline: a one-line error) rather than after a worker has started."""
     config = TrainConfig.from_options(options, check_files=True)
     if get_settings().embedded and config.weights.lower() == "imagenet":
-        check_imagenet_weights(config.backbone)
+        check_imagenet_weights(config.backbone, config.image_size)
     return config
 
 
-def check_imagenet_weights(backbone: str) -> None:
+def check_imagenet_weights(backbone: str, image_size: int = 128) -> None:
     from shared.quiet import load_tensorflow
 
     load_tensorflow()
     from workers.training.models import WeightsUnavailableError, build_model
 
     try:
-        build_model(backbone, weights="imagenet")
+        build_model(backbone, weights="imagenet", image_size=image_size)
     except WeightsUnavailableError as exc:
         raise InputError(str(exc)) from None
 
@@ -218,7 +218,10 @@ def run_training(options: dict, *, wait: bool, progress: bool, datasets: list[st
     if get_settings().embedded:
         ensure_broker_dirs()
     run_id, _ = plan_run(config, datasets=datasets)
-    dispatch_run(run_id, find_run(run_id).config)
+    planned = find_run(run_id).config
+    for message in planned.get("input_warnings") or []:
+        warn(message)
+    dispatch_run(run_id, planned)
     if get_settings().embedded or wait:
         follow_run(run_id, progress=progress)
     return run_report(find_run(run_id))
@@ -324,5 +327,5 @@ def export_run_model(run_id: str | None, dest: Path, fmt: str):
     from workers.training.inference import load_model
 
     model = load_model(local_copy(run.artifacts["model"]))
-    return run, export_model(model, dest, fmt, backbone=run.config["backbone"],
+    return run, export_model(model, dest, fmt,
                              threshold=run.config.get("threshold"), run_id=run.id)

@@ -35,6 +35,9 @@ def ingest_params_options(command):
         flag, kind, text = ingest_params.option_flag(f), ingest_params.value_type(f), ingest_params.option_help(f)
         if kind is bool:
             option = click.option(flag, f.name, is_flag=True, help=text)
+        elif f.metadata["choices"]:
+            option = click.option(flag, f.name, type=click.Choice(f.metadata["choices"], case_sensitive=False),
+                                  default=None, help=text)
         else:
             option = click.option(flag, f.name, type=kind, default=None, help=text)
         command = option(command)

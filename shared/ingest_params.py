@@ -16,16 +16,25 @@ from dataclasses import asdict, dataclass, field, fields
 from shared.errors import InputError
 from shared.settings import get_settings, setting_default, setting_help
 
+# A protocol: the field's preprocessing in one flag. DeepfakeBench (Yan et al., NeurIPS 2023 D&B,
+# preprocessing/preprocess.py and its config): 32 frames evenly spaced over each video, the largest
+# face, aligned on its landmarks, the face box enlarged 1.3x (our margin 0.3), saved at 256 px.
+PROTOCOLS = {
+    "deepfakebench": {"frames": 32, "largest_face": True, "align": True, "margin": 0.3, "size": 256},
+}
+
 # Field names of older records and task messages -> today's (migration 0005 renamed the recorded ones).
 _OLDER_NAMES = {"every_s": "every"}
 
 
 def _param(help: str | None = None, *, setting: str | None = None, cli: bool = True,
-           minimum: float | None = None, maximum: float | None = None, above: float | None = None) -> dict:
+           minimum: float | None = None, maximum: float | None = None, above: float | None = None,
+           choices: tuple | None = None) -> dict:
     """Field metadata. ``setting``: the Settings field that holds the default (and, when ``help`` is
     None, the help); ``cli``: an option of `ingest` (flag: the field's name, dashed); ``minimum``,
     ``maximum`` inclusive and ``above`` exclusive bounds (None: no bound)."""
-    return {"help": help, "setting": setting, "cli": cli, "minimum": minimum, "maximum": maximum, "above": above}
+    return {"help": help, "setting": setting, "cli": cli, "minimum": minimum, "maximum": maximum, "above": above,
+            "choices": choices}
 
 
 def _setting_field(setting: str, **meta):
@@ -47,6 +56,9 @@ class IngestParams:
         "Keep only the largest face of each frame [default: every face]."))
     align: bool = field(default=False, metadata=_param(
         "Rotate and scale each face so the eyes are level (MTCNN's landmarks)."))
+    protocol: str | None = field(default=None, metadata=_param(
+        "deepfakebench: the field's preprocessing in one flag (32 evenly spaced frames, the largest face, "
+        "aligned, margin 0.3, 256 px); other options may not contradict it.", choices=tuple(PROTOCOLS)))
     # Tuned per deployment, not per ingest (their reasons: shared/settings.py).
     detect_max_side: int = _setting_field("detect_max_side", cli=False)
     detect_batch: int = _setting_field("detect_batch", cli=False)
@@ -61,7 +73,20 @@ class IngestParams:
 
     @classmethod
     def from_options(cls, options: dict) -> "IngestParams":
-        """The `ingest` command's options (None: not given) over this process's settings."""
+        """The `ingest` command's options (None: not given) over this process's settings; a
+        ``protocol``'s values over both (an option that contradicts it is an InputError)."""
+        options = dict(options)
+        protocol = options.get("protocol")
+        if protocol is not None:
+            preset = PROTOCOLS.get(str(protocol).lower())
+            if preset is None:
+                raise InputError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+            for key, value in preset.items():
+                given = options.get(key)
+                if given not in (None, False) and given != value:
+                    raise InputError(f"--protocol {protocol} sets {option_flag_of(key)} {value}: leave "
+                                     f"{option_flag_of(key)} out, or leave out --protocol")
+            options.update(preset, protocol=str(protocol).lower())
         if options.get("frames") is not None and options.get("every") is not None:
             raise InputError("--frames and --every are exclusive: N frames over the whole video, or one every S seconds")
         return cls.from_settings(**options)
@@ -90,7 +115,11 @@ def _renamed(recorded: dict) -> dict:
 
 
 def option_flag(f) -> str:
-    return "--" + f.name.replace("_", "-")
+    return option_flag_of(f.name)
+
+
+def option_flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def option_help(f) -> str:
@@ -109,7 +138,7 @@ def value_type(f) -> type:
     return f.type
 
 
-_KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number"}
+_KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
 
 
 def _check(f, value) -> None:
@@ -121,6 +150,10 @@ def _check(f, value) -> None:
     if (kind is bool and not isinstance(value, bool)) or (kind is int and not whole) \
             or (kind is float and not (whole or isinstance(value, float))):
         raise InputError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise InputError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}")
+    if meta["choices"] and value not in meta["choices"]:
+        raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if kind is float and not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value}")
     low, high, above = meta["minimum"], meta["maximum"], meta["above"]

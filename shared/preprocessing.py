@@ -1,8 +1,8 @@
 """The one image preprocessing used by training, evaluation and prediction.
 
-A face crop is RGB, 0-255, 128x128. Each backbone expects its own
-``keras.applications.<module>.preprocess_input``; ``PREPROCESSING`` below writes each one
-as constants (channel order, scale, offset), checked against Keras by the tests. Two users
+A face crop is RGB, 0-255. Each backbone expects its own preprocessing (e.g.
+``keras.applications.<module>.preprocess_input``); its entry in ``shared/backbones.py`` writes it
+as constants (channel order, scale, offset), checked against the library by the tests. Two users
 read those constants and nothing else:
 
 - ``BackbonePreprocessing`` (``workers/training/models.py``), the layer that models built
@@ -25,61 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_BACKBONE = "resnet50"
-
-# Backbone name -> (keras.applications model class, module holding its preprocess_input).
-# resnet50: caffe mode (RGB->BGR, ImageNet mean subtracted, no scaling);
-# efficientnetb0: passthrough, the model rescales inside; mobilenetv2: scaled to [-1, 1].
-_BACKBONE_KERAS_NAMES = {
-    "resnet50": ("ResNet50", "resnet50"),
-    "efficientnetb0": ("EfficientNetB0", "efficientnet"),
-    "mobilenetv2": ("MobileNetV2", "mobilenet_v2"),
-    # A small CNN for training from scratch on a CPU (workers/training/tiny.py); inputs in [-1, 1].
-    "tiny": (None, "mobilenet_v2"),
-}
-BACKBONES = tuple(_BACKBONE_KERAS_NAMES)
-
-# Backbone -> (reverse channels RGB->BGR first, scale, offset per channel after the reversal):
-# model input = channels(image) * scale + offset, exactly what keras.applications does.
-# resnet50 ("caffe"): BGR, ImageNet mean subtracted (B, G, R order), no scaling.
-# efficientnetb0: passthrough; Keras' EfficientNet rescales and normalizes inside itself.
-# mobilenetv2 ("tf"): x / 127.5 - 1.
-PREPROCESSING = {
-    "resnet50": (True, 1.0, (-103.939, -116.779, -123.68)),
-    "efficientnetb0": (False, 1.0, (0.0, 0.0, 0.0)),
-    "mobilenetv2": (False, 1.0 / 127.5, (-1.0, -1.0, -1.0)),
-    "tiny": (False, 1.0 / 127.5, (-1.0, -1.0, -1.0)),
-}
+from shared.backbones import BACKBONES, DEFAULT_BACKBONE, backbone_entry  # noqa: F401 - re-exported
 
 
 def check_backbone(backbone: str) -> str:
     """Return ``backbone`` lower-cased, or raise ValueError naming the supported ones."""
-    name = str(backbone).lower()
-    if name not in _BACKBONE_KERAS_NAMES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
-    return name
+    return backbone_entry(backbone).name
 
 
-def backbone_class(backbone: str):
-    """The ``keras.applications`` model class (e.g. ``ResNet50``) of a backbone name."""
-    import keras
-
-    class_name, _ = _BACKBONE_KERAS_NAMES[check_backbone(backbone)]
-    return getattr(keras.applications, class_name)
-
-
-def preprocess_function(backbone: str):
-    """The backbone's ``keras.applications.<module>.preprocess_input`` (the reference the
-    constants in ``PREPROCESSING`` are tested against)."""
-    import keras
-
-    _, module_name = _BACKBONE_KERAS_NAMES[check_backbone(backbone)]
-    return getattr(keras.applications, module_name).preprocess_input
-
-
-def preprocessing_constants(backbone: str) -> tuple[bool, float, tuple[float, float, float]]:
-    """(reverse RGB->BGR, scale, per-channel offset) of ``backbone``: see ``PREPROCESSING``."""
-    return PREPROCESSING[check_backbone(backbone)]
+def preprocessing_constants(backbone: str) -> tuple[bool, tuple[float, float, float], tuple[float, float, float]]:
+    """(reverse RGB->BGR, per-channel scale, per-channel offset) of ``backbone``: its registry entry
+    (shared/backbones.py)."""
+    return backbone_entry(backbone).preprocessing
 
 
 def preprocess(images, backbone: str = DEFAULT_BACKBONE):
@@ -98,14 +55,14 @@ def preprocess(images, backbone: str = DEFAULT_BACKBONE):
         tensor = tf.cast(images, tf.float32)
         if reverse:
             tensor = tensor[..., ::-1]
-        return tensor * scale + tf.constant(offset, tf.float32)
+        return tensor * tf.constant(scale, tf.float32) + tf.constant(offset, tf.float32)
 
     array = np.asarray(images, dtype=np.float32)  # the arithmetic below makes a new array
     if array.ndim not in (3, 4) or array.shape[-1] != 3:
         raise ValueError(f"expected RGB images (H, W, 3) or (N, H, W, 3), got shape {array.shape}")
     if reverse:
         array = array[..., ::-1]
-    return (array * np.float32(scale) + np.asarray(offset, np.float32)).astype(np.float32, copy=False)
+    return (array * np.asarray(scale, np.float32) + np.asarray(offset, np.float32)).astype(np.float32, copy=False)
 
 
 def decode_crop(image_bytes, size: int = 128):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from shared.errors import InputError
-from shared.preprocessing import BACKBONES, DEFAULT_BACKBONE
+from shared.backbones import BACKBONES, DEFAULT_BACKBONE, MAX_IMAGE_SIZE, TUNES, backbone_entry
 from shared.settings import parse_bool
 
 SPLIT_STRATEGIES = ("video", "official", "frame")
@@ -47,6 +47,20 @@ def _auto_or_count(value) -> str | int:
     return count
 
 
+def _auto_or_size(value) -> str | int:
+    """An image side: "auto" (the backbone's default, resolved by ``from_options``) or 32..512."""
+    if value is None or str(value).strip().lower() == "auto":
+        return "auto"
+    message = f"auto or a whole number from 32 to {MAX_IMAGE_SIZE}"
+    try:
+        side = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if side != float(value) or not 32 <= side <= MAX_IMAGE_SIZE:
+        raise ValueError(message)
+    return side
+
+
 def _option(help: str, *, flag: str | None = None, choices: tuple | None = None, minimum: float | None = None,
             above: float | None = None, below: float | None = None, cli: bool = True, parse=None,
             switch: bool = False) -> dict:
@@ -60,9 +74,14 @@ def _option(help: str, *, flag: str | None = None, choices: tuple | None = None,
 @dataclass(frozen=True)
 class TrainConfig:
     backbone: str = field(default=DEFAULT_BACKBONE, metadata=_option(
-        "Pretrained architecture under the classifier head.", choices=BACKBONES))
+        "Architecture under the classifier head (shared/backbones.py; docs/backbones.md).", choices=BACKBONES))
     weights: str = field(default="imagenet", metadata=_option(
-        "imagenet, none, or a local notop .h5 PATH."))
+        "imagenet or pretrained (the backbone's own pretrained weights), none, a local notop .h5 PATH, "
+        "or for a CLIP backbone a keras-hub preset name or DIR."))
+    tune: str = field(default="auto", metadata=_option(
+        "What trains: all, layernorm (the encoder's LayerNorm scales and biases + the head: GenD), head "
+        "(a linear probe); auto: the backbone's default (all for CNNs, layernorm for CLIP).",
+        choices=("auto", *TUNES)))
     epochs: int = field(default=10, metadata=_option("Passes over the training crops.", minimum=1))
     batch_size: int = field(default=32, metadata=_option(
         "Crops per device per step; the global batch is batch-size x replicas.", minimum=1))
@@ -77,8 +96,10 @@ class TrainConfig:
     seed: int = field(default=42, metadata=_option("Seed of the split, the shuffling and the weights."))
     class_weight: str = field(default="balanced", metadata=_option(
         "Weigh the classes inversely to their frequency.", choices=CLASS_WEIGHTS))
-    image_size: int = field(default=128, metadata=_option(
-        "Model input side in pixels (crops of another size are resized).", minimum=32))
+    image_size: str | int = field(default="auto", metadata=_option(
+        f"Model input side in pixels, up to {MAX_IMAGE_SIZE} (crops of another size are resized); "
+        "auto: the backbone's own (resnet50 128, xception 299, efficientnetb4 380, CLIP 224).",
+        parse=_auto_or_size))
     dropout: float = field(default=0.3, metadata=_option("Dropout before the head.", minimum=0, below=1, cli=False))
     mixed_precision: bool = field(default=False, metadata=_option("float16 compute on a GPU (ignored on a CPU)."))
     jit: str | bool = field(default="auto", metadata=_option(
@@ -106,6 +127,7 @@ class TrainConfig:
                 values[key] = _typed(known[key], value)
         config = cls(**values)
         config._check()
+        config = config._resolved()
         if check_files:
             config = config._with_weights_file()
         return config
@@ -155,16 +177,47 @@ class TrainConfig:
             if meta["below"] is not None and not value < meta["below"]:
                 raise InputError(f"{name} must be less than {meta['below']}, got {value}")
 
-        if self.backbone == "tiny" and self.weights.lower() != "none":
-            raise InputError("--backbone tiny has no pretrained weights: add --weights none")
+        entry = backbone_entry(self.backbone)
+        if entry.weights is None and self.weights.lower() != "none":
+            raise InputError(f"--backbone {self.backbone} has no pretrained weights: add --weights none")
+        if self.tune != "auto" and self.tune not in entry.tunes:
+            raise InputError(f"--tune {self.tune} is not offered for {self.backbone}: choose one of "
+                             f"{', '.join(entry.tunes)}")
+
+    def _resolved(self) -> "TrainConfig":
+        """"auto" replaced by what the backbone's registry entry says, so the run records numbers."""
+        entry = backbone_entry(self.backbone)
+        return TrainConfig(**{**self.as_dict(),
+                              "image_size": entry.default_size if self.image_size == "auto" else self.image_size,
+                              "tune": entry.tunes[0] if self.tune == "auto" else self.tune})
 
     def _with_weights_file(self) -> "TrainConfig":
-        if self.weights.lower() in ("imagenet", "none"):
+        if self.weights.lower() in ("imagenet", "pretrained", "none"):
             return self
         path = Path(self.weights).expanduser()
+        if backbone_entry(self.backbone).source == "keras-hub":
+            if path.is_dir():
+                return TrainConfig(**{**self.as_dict(), "weights": str(path.resolve())})
+            return self  # a preset name, checked where the model is built
         if not path.is_file():
             raise InputError(f"--weights {self.weights}: no such file (use imagenet, none, or a local notop .h5)")
         return TrainConfig(**{**self.as_dict(), "weights": str(path.resolve())})
+
+
+def upscale_warning(image_size: int, crop_size: int | None) -> str | None:
+    """The one loud warning of a model that reads crops larger than they were stored: enlarged crops
+    hold no detail finer than their stored side, which is what a detector looks for."""
+    if crop_size is None or int(crop_size) >= int(image_size):
+        return None
+    return (f"UPSCALED CROPS: the crops were stored at {crop_size} px and the model reads {image_size} px, so each "
+            f"is enlarged {int(image_size) / int(crop_size):.2f}x and holds no detail finer than {crop_size} px; "
+            f"ingest again with --size {image_size} (or train with --image-size {crop_size})")
+
+
+def trained_part(config: dict) -> str:
+    """A run's record -> "tune layernorm: 417 trainable parameters" (runs before --tune: "tune all")."""
+    count = config.get("trainable_parameters")
+    return f"tune {config.get('tune') or 'all'}" + (f": {count:,} trainable parameters" if count is not None else "")
 
 
 def option_flag(f) -> str:

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-LOCKS = {"cpu": ["cpu", "test"], "gpu": ["gpu"]}
+LOCKS = {"cpu": ["cpu", "test"], "gpu": ["gpu"], "clip": ["clip"]}
 
 
 def pins(name: str) -> dict[str, str]:
@@ -44,6 +44,7 @@ def test_every_declared_dependency_is_pinned_within_its_range(lock):
 def test_ci_and_both_images_install_the_pinned_versions():
     ci = (REPO / ".ci" / "run").read_text()
     assert re.search(r'pip install [^\n]*-e "\.\[cpu,test\]" -c constraints/cpu\.txt', ci)
+    assert re.search(r"pip install [^\n]*--no-deps -c constraints/clip\.txt keras-hub", ci)
     for kind in ("cpu", "gpu"):
         dockerfile = (REPO / "docker" / f"Dockerfile.{kind}").read_text()
         assert "COPY constraints/ constraints/" in dockerfile

@@ -41,14 +41,14 @@ def crops():
 def keras_probabilities(model, crops):
     from workers.training.inference import predict_probabilities
 
-    return predict_probabilities(model, crops, backbone="mobilenetv2")
+    return predict_probabilities(model, crops)
 
 
 @pytest.mark.parametrize("fmt, tolerance", [("savedmodel", 1e-4), ("tflite", 1e-3)])
 def test_export_takes_raw_uint8_crops_and_matches_keras(model, crops, tmp_path, fmt, tolerance):
     from workers.training.export import SERVING_FILE, export_model, load_export
 
-    described = export_model(model, tmp_path / fmt, fmt, backbone="mobilenetv2", threshold=0.42, run_id="r1")
+    described = export_model(model, tmp_path / fmt, fmt, threshold=0.42, run_id="r1")
 
     served = load_export(tmp_path / fmt)(crops)
     expected = keras_probabilities(model, crops)
@@ -75,7 +75,7 @@ def test_a_model_with_preprocessing_inside_is_not_preprocessed_twice(crops, tmp_
     raw_model = keras.Model(inputs, outputs)
     assert preprocesses_itself(raw_model)
 
-    export_model(raw_model, tmp_path / "raw", "savedmodel", backbone=None)
+    export_model(raw_model, tmp_path / "raw", "savedmodel")
 
     expected = raw_model(crops.astype("float32"), training=False).numpy().reshape(-1)
     np.testing.assert_allclose(load_export(tmp_path / "raw")(crops), expected, atol=1e-5)
@@ -87,15 +87,15 @@ def test_export_refuses_a_non_empty_directory_and_unknown_formats(model, tmp_pat
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("x")
     with pytest.raises(FileExistsError):
-        export_model(model, tmp_path / "taken", "savedmodel", backbone="mobilenetv2")
+        export_model(model, tmp_path / "taken", "savedmodel")
     with pytest.raises(ValueError, match="format"):
-        export_model(model, tmp_path / "new", "onnx", backbone="mobilenetv2")
+        export_model(model, tmp_path / "new", "onnx")
 
 
 def test_gradcam_gives_the_model_probabilities_and_normalised_maps(model, crops):
     from workers.training.explain import gradcam
 
-    probabilities, heatmaps = gradcam(model, crops, backbone="mobilenetv2")
+    probabilities, heatmaps = gradcam(model, crops)
 
     np.testing.assert_allclose(probabilities, keras_probabilities(model, crops), atol=1e-4)
     assert heatmaps.shape == (len(crops), SIZE, SIZE)

@@ -78,3 +78,26 @@ def test_every_walks_from_the_flag_through_the_message_to_the_worker(tmp_path, p
             "WHERE v.rel_path = 'Celeb-real/id0_0000.mp4' ORDER BY c.timestamp_s")).scalars().all()
     engine.dispose()
     assert stamps == [0.0, 2.5, 5.0]  # a 7 s video sampled every 2.5 s by the worker
+
+
+def test_protocol_deepfakebench_sets_the_fields_preprocessing_in_one_flag():
+    from orchestrator.output import format_datasets
+
+    params = IngestParams.from_options({"protocol": "DeepfakeBench", "every": None, "largest_face": False})
+    assert (params.frames, params.largest_face, params.align, params.size, params.margin, params.protocol) == \
+        (32, True, True, 256, 0.3, "deepfakebench")
+    assert IngestParams.from_options({"protocol": "deepfakebench", "size": 256}).size == 256  # agreeing is fine
+    for contradiction, flag in (({"size": 128}, "--size 256"), ({"frames": 8}, "--frames 32"),
+                                ({"every": 2.0}, "--frames and --every are exclusive")):
+        with pytest.raises(InputError, match=flag):
+            IngestParams.from_options({"protocol": "deepfakebench", **contradiction})
+    with pytest.raises(InputError, match="--protocol must be one of deepfakebench"):
+        IngestParams.from_options({"protocol": "ffpp"})
+    row = {"name": "celeb", "format": "celebdf", "videos": 2, "by_label": {"real": 1, "fake": 1},
+           "official_test_videos": 0, "crops": 64, "root": "/data/celeb", "params": params.as_dict()}
+    assert "deepfakebench (32 frames, aligned, 256 px)" in format_datasets([row])
+    assert IngestParams.from_dict(params.as_dict()) == params
+
+
+def test_ingest_size_allows_the_fields_largest_512():
+    assert IngestParams.from_options({"size": 512}).size == 512

@@ -13,14 +13,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from shared.backbones import REGISTRY
 from shared.preprocessing import BACKBONES, decode_crop, load_crop, preprocess
 
-KERAS_PREPROCESS_INPUT = {
-    "resnet50": keras.applications.resnet50.preprocess_input,
-    "efficientnetb0": keras.applications.efficientnet.preprocess_input,
-    "mobilenetv2": keras.applications.mobilenet_v2.preprocess_input,
-    "tiny": keras.applications.mobilenet_v2.preprocess_input,  # [-1, 1], like MobileNetV2
-}
+# OpenAI CLIP's normalisation, copied from its repository (clip/clip.py, _transform), not from ours.
+CLIP_MEAN, CLIP_STD = np.array([0.48145466, 0.4578275, 0.40821073]), np.array([0.26862954, 0.26130258, 0.27577711])
+
+
+def library_preprocess_input(backbone):
+    """The preprocessing the backbone's library applies: what its registry entry's constants
+    are checked against."""
+    reference = REGISTRY[backbone].reference
+    if reference.startswith("keras.applications."):
+        return getattr(keras.applications, reference.rsplit(".", 1)[1]).preprocess_input
+    assert reference == "OpenAI CLIP image mean/std"
+    return lambda images: ((images / 255.0 - CLIP_MEAN) / CLIP_STD).astype(np.float32)
 
 
 def random_images(shape=(3, 16, 16, 3), seed=0) -> np.ndarray:
@@ -32,15 +39,17 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     return path
 
 
-def test_backbones_are_the_supported_four_with_resnet50_first():
-    assert BACKBONES == ("resnet50", "efficientnetb0", "mobilenetv2", "tiny")
-    assert set(KERAS_PREPROCESS_INPUT) == set(BACKBONES)
+def test_backbones_are_the_registry_with_resnet50_first():
+    assert BACKBONES == ("resnet50", "efficientnetb0", "mobilenetv2", "tiny", "xception", "efficientnetb4",
+                         "clip-vit-b16", "clip-vit-l14")
+    assert REGISTRY["xception"].reference == "keras.applications.xception"
+    assert REGISTRY["efficientnetb4"].reference == "keras.applications.efficientnet"
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_preprocess_matches_keras_preprocess_input(backbone):
     images = random_images()
-    expected = KERAS_PREPROCESS_INPUT[backbone](images.astype(np.float32))
+    expected = library_preprocess_input(backbone)(images.astype(np.float32))
 
     result = preprocess(images, backbone)
 

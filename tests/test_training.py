@@ -234,11 +234,11 @@ def test_train_end_to_end_with_resnet50(crops, tmp_path):
     assert "loss" in events[-1] and "accuracy" in events[-1] and "val_loss" in events[-1]
 
     model = load_model(result["model_path"])
-    probabilities = predict_probabilities(model, crops["val_paths"], batch_size=4, backbone="resnet50")
+    probabilities = predict_probabilities(model, crops["val_paths"], batch_size=4)
     assert probabilities.shape == (8,)
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     in_memory = predict_probabilities(
-        model, np.stack([load_crop(p) for p in crops["val_paths"]]), backbone="resnet50", batch_size=4
+        model, np.stack([load_crop(p) for p in crops["val_paths"]]), batch_size=4
     )
     np.testing.assert_allclose(in_memory, probabilities, atol=1e-5)
     # The saved model takes raw crops: plain model.predict gives the same.
@@ -246,8 +246,6 @@ def test_train_end_to_end_with_resnet50(crops, tmp_path):
     np.testing.assert_allclose(direct, probabilities, atol=1e-5)
     assert model_backbone(model) == "resnet50"
     np.testing.assert_allclose(predict_probabilities(model, crops["val_paths"]), probabilities, atol=1e-5)
-    with pytest.raises(ValueError, match="built on resnet50"):
-        predict_probabilities(model, crops["val_paths"], backbone="mobilenetv2")
 
 
 def tiny_base(image_size=128):
@@ -302,8 +300,8 @@ def test_train_config_rejects_bad_options():
 
 def test_predict_on_nothing_returns_an_empty_array():
     model = tiny_model()
-    assert predict_probabilities(model, [], batch_size=4, backbone="resnet50").shape == (0,)
-    assert predict_probabilities(model, np.zeros((0, 128, 128, 3), np.uint8), backbone="resnet50").shape == (0,)
+    assert predict_probabilities(model, [], batch_size=4).shape == (0,)
+    assert predict_probabilities(model, np.zeros((0, 128, 128, 3), np.uint8)).shape == (0,)
 
 
 def test_dataset_cache_settings(tmp_path):
@@ -370,8 +368,6 @@ def test_model_saved_before_the_change_still_predicts_with_outside_preprocessing
 
     expected = old.predict(preprocess(images, "mobilenetv2"), verbose=0).ravel()
     np.testing.assert_allclose(probabilities, expected, atol=1e-6)
-    with pytest.raises(ValueError, match="built on mobilenetv2"):
-        predict_probabilities(old, images, backbone="resnet50")
 
 
 def test_model_that_does_not_say_its_preprocessing_fails_with_one_line(tmp_path):
@@ -380,8 +376,7 @@ def test_model_that_does_not_say_its_preprocessing_fails_with_one_line(tmp_path)
 
     with pytest.raises(ValueError) as error:
         predict_probabilities(anonymous, images)
-    assert "backbone=" in str(error.value) and "\n" not in str(error.value)
-    assert predict_probabilities(anonymous, images, backbone="resnet50").shape == (2,)
+    assert "does not say for which backbone" in str(error.value) and "\n" not in str(error.value)
 
     (tmp_path / "broken.keras").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="cannot load the model") as error:

@@ -116,7 +116,7 @@ def judge_recorded(judgement_id: str, *, force: bool = False) -> dict:
     model = cached_model(run_model_path, row.model_sha256)
     explain_dir = get_settings().data_dir / "judgements" / row.id if row.explain else None
     try:
-        result = judge_video(row.source, model, backbone=row.backbone, params=IngestParams.from_dict(row.ingest_params),
+        result = judge_video(row.source, model, params=IngestParams.from_dict(row.ingest_params),
                              threshold=row.threshold, explain_dir=explain_dir, detail=True)
     except VideoError as exc:
         record_judgement_failure(judgement_id, exc)

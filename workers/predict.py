@@ -13,7 +13,7 @@ from workers.ingest import IngestParams, extract_face_crops
 from workers.video import VideoError
 
 
-def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams, threshold: float = 0.5,
+def judge_video(path: Path | str, model, *, params: IngestParams, threshold: float = 0.5,
                 detector=None, explain_dir: Path | str | None = None, detail: bool = False) -> dict:
     """{"video", "fake_probability", "label", "faces", "threshold", "crop_probabilities"}, and
     "explanation" (the contact sheet's path) with ``explain_dir``; no verdict when no face is found.
@@ -31,7 +31,7 @@ def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams,
     if not crops:
         return result
     images = np.stack([cv2.cvtColor(c.image_bgr, cv2.COLOR_BGR2RGB) for c in crops])
-    probabilities = predict_probabilities(model, images, backbone=backbone)
+    probabilities = predict_probabilities(model, images)
     probability = float(np.mean(probabilities))
     label = "fake" if probability >= threshold else "real"
     result.update(fake_probability=round(probability, 6), label=label,
@@ -42,7 +42,7 @@ def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams,
     if explain_dir is not None:
         from workers.training.explain import contact_sheet, gradcam
 
-        _, heatmaps = gradcam(model, images, backbone=backbone)
+        _, heatmaps = gradcam(model, images)
         captions = [f"t={c.timestamp_s:.1f}s" for c in crops]
         sheet = Path(explain_dir) / f"{Path(path).stem}.png"
         contact_sheet(images, heatmaps, probabilities, sheet, captions=captions, threshold=threshold,
@@ -62,7 +62,7 @@ def judge_videos(videos: list[Path | str], run, explain_dir: Path | str | None =
     results = []
     for path in videos:
         try:
-            results.append(judge_video(path, model, backbone=run.config["backbone"], params=params,
+            results.append(judge_video(path, model, params=params,
                                        threshold=run.config.get("threshold", 0.5), explain_dir=explain_dir))
         except VideoError as exc:
             raise VideoError(f"{path}: {exc}") from None

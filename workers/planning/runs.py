@@ -15,7 +15,7 @@ from shared.errors import InputError
 from shared.labels import DONE, LABEL_NAMES, RUN_DONE, RUN_FINISHED, RUN_QUEUED, RUN_RUNNING, TEST_LIST_NAME
 from shared.settings import get_settings
 from shared.storage import artifact_locations
-from shared.train_config import TrainConfig
+from shared.train_config import TrainConfig, upscale_warning
 from workers.celery_app import TRAIN_TASK, app
 from workers.planning.evaluations import run_evaluations
 from workers.planning.ingest import CROP_PARAMS
@@ -100,8 +100,10 @@ def plan_run(options: TrainConfig | dict, run_id: str | None = None,
         params[name] = _ingest_params(dataset_id)
     summary = split_summary(crops, assignment, train_config.split)
     summary["datasets"] = by_dataset
-    config = {**train_config.as_dict(), "ingest": _common_params(params), "datasets": list(params),
-              "data_dir": str(get_settings().data_dir)}
+    ingest = _common_params(params)
+    upscaled = upscale_warning(train_config.image_size, (ingest or {}).get("size"))
+    config = {**train_config.as_dict(), "ingest": ingest, "datasets": list(params),
+              "data_dir": str(get_settings().data_dir), "input_warnings": [upscaled] if upscaled else []}
     run_id = run_id or new_run_id()
     with session_scope() as session:
         session.add(Run(id=run_id, status=RUN_QUEUED, config=config, split=summary))

@@ -9,6 +9,12 @@ The model is walked as a chain of its top-level layers (input -> [preprocessing,
 carry their preprocessing inside. Inside a nested backbone the map is taken from its last layer
 whose output is at least ``MIN_MAP_SIDE`` pixels wide (the very last map of MobileNetV2 at a
 64 px input is 2x2: too coarse to show anything).
+
+A ViT backbone (its output a token sequence, e.g. CLIP) has no convolutional map. Its map is the
+gradient of the fake score times the patch tokens (gradient x input, summed over the width, through
+a ReLU) at the encoder's first token layer (the patch embeddings), one value per patch on the patch
+grid: the classifier reads the class token only, so the last layer's patch tokens get no gradient,
+while the embeddings' gradient passes through every attention block. It is not an attention map.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from typing import Sequence
 import numpy as np
 
 MIN_MAP_SIDE = 4
+MAX_OVERLAY_ALPHA = 0.6  # where the map peaks; the face stays visible underneath
 PROBABILITY_EPSILON = 1e-7
 
 
-def gradcam(model, images_rgb_uint8: np.ndarray, *, backbone: str | None) -> tuple[np.ndarray, np.ndarray]:
+def gradcam(model, images_rgb_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(fake probability of each crop (N,), heatmaps (N, S, S) in [0, 1] at the crops' size)."""
     import keras
     import tensorflow as tf
@@ -30,7 +37,7 @@ def gradcam(model, images_rgb_uint8: np.ndarray, *, backbone: str | None) -> tup
     from shared.preprocessing import preprocess
     from workers.training.inference import model_input
 
-    takes = model_input(model, backbone)
+    takes = model_input(model)
     images = np.asarray(images_rgb_uint8)
     if images.ndim == 3:
         images = images[np.newaxis]
@@ -43,12 +50,13 @@ def gradcam(model, images_rgb_uint8: np.ndarray, *, backbone: str | None) -> tup
         x = preprocess(x, takes.preprocess_for)
 
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    tokens = [i for i, layer in enumerate(layers) if isinstance(layer, keras.Model) and len(layer.output.shape) == 3]
     spatial = [i for i, layer in enumerate(layers) if len(layer.output.shape) == 4]
-    if not spatial:
+    if not tokens and not spatial:
         raise ValueError(f"{model.name}: no layer with a spatial (N, H, W, C) output")
-    k = spatial[-1]
+    k = tokens[0] if tokens else spatial[-1]
     feature_layer = layers[k]
-    inner = _inner_map_model(feature_layer)
+    inner = _inner_token_model(feature_layer) if tokens else _inner_map_model(feature_layer)
 
     with tf.GradientTape() as tape:
         h = x
@@ -65,13 +73,28 @@ def gradcam(model, images_rgb_uint8: np.ndarray, *, backbone: str | None) -> tup
         probability = tf.reshape(tf.cast(h, tf.float32), [-1])
         clipped = tf.clip_by_value(probability, PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
         logit = tf.math.log(clipped) - tf.math.log1p(-clipped)
-    grads = tape.gradient(logit, feature_map)
-    weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feature_map, tf.float32), axis=-1))
+    grads = tf.cast(tape.gradient(logit, feature_map), tf.float32)
+    feature_map = tf.cast(feature_map, tf.float32)
+    if tokens:  # gradient x patch tokens, on the patch grid (the class token left out)
+        side = int(round((feature_map.shape[1] - 1) ** 0.5))
+        per_token = tf.nn.relu(tf.reduce_sum(grads * feature_map, axis=-1))[:, -side * side:]
+        cam = tf.reshape(per_token, [-1, side, side])
+    else:
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))
     cam = tf.image.resize(cam[..., tf.newaxis], [size, size], method="bilinear")[..., 0].numpy()
     peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
     heatmaps = np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
     return probability.numpy(), heatmaps.astype(np.float32)
+
+
+def _inner_token_model(encoder):
+    """For a ViT encoder: a model giving (its first token sequence, the patch embeddings; its output)."""
+    import keras
+
+    first = next(inner for inner in encoder.layers
+                 if not isinstance(inner, keras.layers.InputLayer) and len(inner.output.shape) == 3)
+    return keras.Model(encoder.inputs, [first.output, encoder.output])
 
 
 def _inner_map_model(layer):
@@ -104,30 +127,33 @@ def contact_sheet(
     threshold: float = 0.5,
     columns: int = 6,
 ) -> Path:
-    """One PNG: every crop with its heatmap over it and its fake probability; ``title`` on top."""
+    """One PNG: every crop beside the same crop under its heatmap, with its fake probability; ``title``
+    on top. The heatmap's opacity follows its value, so the face shows through where the map is low
+    (an opaque map over a confidently fake crop hid the face it pointed at)."""
     from matplotlib.figure import Figure
 
     n = len(images_rgb_uint8)
     columns = max(1, min(columns, n))
     rows = max(1, -(-n // columns))
-    fig = Figure(figsize=(2.1 * columns, 2.35 * rows + 0.7), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False).ravel())
-    for i, ax in enumerate(axes):
+    fig = Figure(figsize=(3.6 * columns, 2.1 * rows + 0.7), layout="constrained")
+    axes = fig.subplots(rows, 2 * columns, squeeze=False)
+    for ax in axes.ravel():
         ax.set_axis_off()
-        if i >= n:
-            continue
+    for i in range(n):
+        plain, overlay = axes[i // columns, 2 * (i % columns)], axes[i // columns, 2 * (i % columns) + 1]
         image = np.asarray(images_rgb_uint8[i])
-        ax.imshow(image)
-        heat = heatmaps[i]
+        heat = np.asarray(heatmaps[i], dtype=np.float32)
         if heat.shape != image.shape[:2]:
             import cv2
 
             heat = cv2.resize(heat, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-        ax.imshow(heat, cmap="jet", alpha=0.45 * (heat > 0.05), vmin=0, vmax=1)
+        plain.imshow(image)
+        overlay.imshow(image)
+        overlay.imshow(heat, cmap="jet", alpha=np.clip(heat, 0, 1) * MAX_OVERLAY_ALPHA, vmin=0, vmax=1)
         p = float(probabilities[i])
         colour = "crimson" if p >= threshold else "seagreen"
-        caption = f"p(fake) {p:.3f}" + (f"\n{captions[i]}" if captions else "")
-        ax.set_title(caption, fontsize=9, color=colour)
+        plain.set_title(f"p(fake) {p:.3f}" + (f"\n{captions[i]}" if captions else ""), fontsize=9, color=colour)
+        overlay.set_title("evidence for fake", fontsize=8, color="dimgray")
     fig.suptitle(title, fontsize=11)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

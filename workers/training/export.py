@@ -40,7 +40,7 @@ def raw_input_function(model, preprocess_for: str | None):
     return probabilities
 
 
-def export_model(model, dest: str | Path, fmt: str, *, backbone: str | None, threshold: float | None = None,
+def export_model(model, dest: str | Path, fmt: str, *, threshold: float | None = None,
                  run_id: str | None = None) -> dict:
     """Write the export into the directory ``dest`` (created; must be empty if it exists).
 
@@ -56,7 +56,7 @@ def export_model(model, dest: str | Path, fmt: str, *, backbone: str | None, thr
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise FileExistsError(f"{dest}: exists and is not an empty directory")
-    takes = model_input(model, backbone)
+    takes = model_input(model)
     dest.mkdir(parents=True, exist_ok=True)
     size = takes.image_size
     if fmt == "savedmodel":

@@ -14,7 +14,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from shared.train_config import TrainConfig
 from workers.training.data import count_batches, crops_from_packs, make_dataset
-from workers.training.models import build_model
+from workers.training.models import build_model, trainable_parameters
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
@@ -140,11 +140,13 @@ def train(
             mixed_precision=use_mixed_precision,
             jit_compile=use_jit,
             seed=config.seed,
+            tune=config.tune,
         )
     use_jit = bool(model.jit_compile)  # Keras turns it off for layers that cannot compile
     used = dict(jit_used=use_jit, mixed_precision_used=use_mixed_precision, replicas_used=replicas,
                 global_batch_size=global_batch, devices=_strategy_devices(strategy),
-                train_crops_from_packs=crops_from_packs(train_paths))
+                train_crops_from_packs=crops_from_packs(train_paths),
+                trainable_parameters=trainable_parameters(model))
 
     speed = _TrainSpeed(len(train_paths), global_batch)
     callbacks: list[keras.callbacks.Callback] = [

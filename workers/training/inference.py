@@ -3,8 +3,9 @@
 One place answers "what does this saved model expect?": its image size, its backbone, and whether it
 preprocesses itself. `predict`, `evaluate` (the run's test part and other datasets), `explain` and
 `export` all ask ``model_input``, so none of them can feed a model another preprocessing than its
-own. Today the answer is read off the model's layers and name; a model that records its own
-description can answer here without any caller changing.
+own. The model describes itself: its preprocessing layer records its backbone (whose registry entry,
+shared/backbones.py, says the rest); a model saved before preprocessing moved into the model says it
+in its name ("deepfake_<backbone>"). No caller passes a backbone beside a model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from shared.preprocessing import BACKBONES, check_backbone
+from shared.backbones import BACKBONES
 from workers.training.data import make_dataset
 from workers.training.models import MODEL_NAME_PREFIX, BackbonePreprocessing
 
@@ -46,30 +47,28 @@ def load_model(path: str | Path) -> keras.Model:
     Models saved before preprocessing moved into the model load too: ``model_input`` says so.
     A file that does not load raises ValueError with one line."""
     try:
+        import keras_hub  # noqa: F401 - registers its layers, for models on a keras-hub encoder
+    except ImportError:
+        pass
+    try:
         return keras.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types, with multi-line messages
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ValueError(f"cannot load the model {path}: {text}") from exc
 
 
-def model_input(model: keras.Model, backbone: str | None = None) -> ModelInput:
-    """What ``model`` takes. ``backbone`` (e.g. the run's) is checked against what the model says:
-    a model fed another backbone's preprocessing predicts garbage without failing, so a
-    contradiction is a ValueError. So is a model that takes preprocessed input when neither it nor
-    ``backbone`` says which."""
+def model_input(model: keras.Model) -> ModelInput:
+    """What ``model`` takes, as the model itself says. A model that takes preprocessed input and
+    does not say for which backbone is a ValueError: fed another backbone's preprocessing it would
+    predict garbage without failing."""
     built_on = model_backbone(model)
-    if backbone is not None:
-        backbone = check_backbone(backbone)
-        if built_on is not None and built_on != backbone:
-            raise ValueError(f"the model was built on {built_on} but backbone={backbone!r} was given")
     inside = preprocesses_itself(model)
-    if not inside and backbone is None and built_on is None:
+    if not inside and built_on is None:
         raise ValueError(
-            f"model {model.name!r} takes preprocessed input (saved before preprocessing moved into "
-            f"the model) and its name does not say its backbone: pass backbone= one of {', '.join(BACKBONES)}"
+            f"model {model.name!r} takes preprocessed input and does not say for which backbone (its name "
+            f"is not deepfake_<backbone> with a backbone one of {', '.join(BACKBONES)})"
         )
-    return ModelInput(image_size=int(model.input_shape[1]), backbone=backbone or built_on,
-                      preprocesses_itself=inside)
+    return ModelInput(image_size=int(model.input_shape[1]), backbone=built_on, preprocesses_itself=inside)
 
 
 def preprocesses_itself(model: keras.Model) -> bool:
@@ -105,15 +104,13 @@ def predict_probabilities(
     source: Sequence[str | Path] | np.ndarray,
     *,
     batch_size: int = 64,
-    backbone: str | None = None,
 ) -> np.ndarray:
     """Fake probability of each crop, in the order of ``source``: crop file paths, or RGB
     uint8 crops in memory ((N, H, W, 3), or one (H, W, 3)), resized to the model's size.
 
     Models built here preprocess inside themselves and get the crops as they are; an older
-    one gets its backbone's preprocessing first (``model_input``: ``backbone`` is checked
-    against the model, and needed only when the model does not say it)."""
-    takes = model_input(model, backbone)
+    one gets its backbone's preprocessing first (``model_input``)."""
+    takes = model_input(model)
     if isinstance(source, np.ndarray) and source.ndim == 3:
         source = source[np.newaxis]
     if len(source) == 0:

@@ -1,5 +1,6 @@
 """The classifier: raw RGB uint8 crops -> augmentation (training only) -> the backbone's
-preprocessing -> an ImageNet backbone, global average pooling, dropout, one sigmoid unit.
+preprocessing -> a backbone of the registry (shared/backbones.py), pooling (global average over a
+CNN's map, the class token of a ViT), dropout, one sigmoid unit.
 
 Augmentation and preprocessing are layers of the model, so they run on the accelerator
 next to the backbone, and a saved model takes the crops as they come off the disk:
@@ -20,13 +21,17 @@ from pathlib import Path
 import keras
 from keras import ops
 
-from shared.preprocessing import DEFAULT_BACKBONE, backbone_class, check_backbone, preprocessing_constants
+from shared.backbones import (DEFAULT_BACKBONE, KERAS_APPLICATIONS, KERAS_HUB, TUNE_HEAD, TUNE_LAYERNORM,
+                              backbone_entry, notop_weights_file)
+from shared.preprocessing import check_backbone, preprocessing_constants
 
-# What the user may pass as --weights besides a path.
-IMAGENET = "imagenet"
+# What the user may pass as --weights besides a path (or, for a keras-hub backbone, a preset name):
+# "imagenet" and "pretrained" both mean the entry's own pretrained weights.
+IMAGENET, PRETRAINED = "imagenet", "pretrained"
 NO_WEIGHTS = "none"
-# Models are named "deepfake_<backbone>", so a saved model tells which preprocessing it needs
-# (workers/training/inference.py reads it).
+# A saved model describes itself: its preprocessing layer records the backbone (and so everything
+# its registry entry says); models that take preprocessed input are named "deepfake_<backbone>"
+# (workers/training/inference.py reads both).
 MODEL_NAME_PREFIX = "deepfake_"
 # Names of the layers in front of the backbone.
 AUGMENTATION_LAYER, PREPROCESSING_LAYER = "augmentation", "preprocessing"
@@ -43,7 +48,7 @@ class WeightsUnavailableError(RuntimeError):
 @keras.saving.register_keras_serializable(package="deepfake")
 class BackbonePreprocessing(keras.layers.Layer):
     """RGB crops in [0, 255] (any dtype) -> float32 input of ``backbone``: the constants of
-    ``shared.preprocessing.PREPROCESSING``, the same numbers ``preprocess()`` applies."""
+    backbone's registry entry, the same numbers ``preprocess()`` applies."""
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, **kwargs):
         kwargs["dtype"] = "float32"  # also under mixed precision: the backbone casts after
@@ -55,7 +60,7 @@ class BackbonePreprocessing(keras.layers.Layer):
         images = ops.cast(images, "float32")
         if self._reverse:
             images = ops.flip(images, axis=-1)
-        return images * self._scale + ops.convert_to_tensor(self._offset, "float32")
+        return images * ops.convert_to_tensor(self._scale, "float32") + ops.convert_to_tensor(self._offset, "float32")
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -140,6 +145,17 @@ class CropAugmentation(keras.layers.Layer):
                 "shift_fraction": self.shift_fraction, "flip": self.flip, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="deepfake")
+class ClassToken(keras.layers.Layer):
+    """(N, tokens, width) -> (N, width): the first (class) token of a ViT's output sequence."""
+
+    def call(self, tokens):
+        return tokens[:, 0, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
 def build_model(
     backbone: str = DEFAULT_BACKBONE,
     weights: str | Path | None = IMAGENET,
@@ -153,11 +169,16 @@ def build_model(
     preprocessing: bool = True,
     seed: int | None = None,
     base: keras.Model | None = None,
+    tune: str | None = None,
 ) -> keras.Model:
     """A compiled real(0)/fake(1) classifier on ``backbone``, taking RGB uint8 crops.
 
-    ``weights``: "imagenet" (Keras downloads them once into ~/.keras/models), "none"
-    (random init) or the path of a local include_top=False ``.h5`` file.
+    ``weights``: "imagenet"/"pretrained" (the registry entry's weights: Keras downloads ImageNet
+    ones once into ~/.keras/models, keras-hub its preset), "none" (random init), the path of a
+    local include_top=False ``.h5`` file, or for a keras-hub backbone a preset name or directory.
+    ``tune``: what trains (a choice of the entry's ``tunes``; None: its default): "all", "head"
+    (the backbone frozen: a linear probe), "layernorm" (only the backbone's LayerNorm scales and
+    biases, plus the head).
     ``mixed_precision`` builds the model under the "mixed_float16" policy (useful on a GPU
     only); the global policy is restored afterwards. Augmentation, preprocessing and the
     output unit stay float32. ``jit_compile``: XLA for training, evaluation and prediction.
@@ -170,7 +191,11 @@ def build_model(
     Raises ValueError for an unknown backbone, WeightsUnavailableError for weights that
     cannot be had.
     """
-    backbone = check_backbone(backbone)
+    entry = backbone_entry(backbone)
+    backbone = entry.name
+    tune = tune or entry.tunes[0]
+    if tune not in entry.tunes:
+        raise ValueError(f"--tune {tune} is not offered for {backbone}: choose one of {', '.join(entry.tunes)}")
     keras_weights = _resolve_weights(backbone, weights, image_size) if base is None else None
     policy = "mixed_float16" if mixed_precision else keras.mixed_precision.global_policy().name
     with _dtype_policy(policy):
@@ -184,12 +209,16 @@ def build_model(
         if preprocessing:
             features = BackbonePreprocessing(backbone, name=PREPROCESSING_LAYER)(features)
         features = base(features)
-        features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+        if len(features.shape) == 4:
+            features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+        else:
+            features = ClassToken(name="pool")(features)
         features = keras.layers.Dropout(dropout, name="dropout")(features)
         outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="fake_probability")(
             features
         )
         model = keras.Model(inputs, outputs, name=f"{MODEL_NAME_PREFIX}{backbone}")
+        _set_trainable(base, tune)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
             loss="binary_crossentropy",
@@ -207,25 +236,40 @@ def backbone_layer(model: keras.Model) -> keras.layers.Layer:
     raise ValueError(f"model {model.name!r} has no backbone sub-model")
 
 
-def notop_weights_file(backbone: str, image_size: int = 128) -> str:
-    """Name of the include_top=False ImageNet file Keras downloads, for offline users to fetch."""
-    backbone = check_backbone(backbone)
-    if backbone == "resnet50":
-        return "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    if backbone == "efficientnetb0":
-        return "efficientnetb0_notop.h5"
-    # MobileNetV2 has one file per input size; other sizes get the 224 one.
-    rows = image_size if image_size in (96, 128, 160, 192, 224) else 224
-    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+def trainable_parameters(model: keras.Model) -> int:
+    """How many numbers training changes (what --tune left trainable)."""
+    return int(sum(math.prod(v.shape) for v in model.trainable_weights))
+
+
+def _set_trainable(base: keras.Model, tune: str) -> None:
+    base.trainable = tune != TUNE_HEAD
+    if tune != TUNE_LAYERNORM:
+        return
+    norms = {id(v) for layer in base._flatten_layers() if isinstance(layer, keras.layers.LayerNormalization)
+             for v in layer.weights}
+    if not norms:
+        raise ValueError(f"--tune {TUNE_LAYERNORM}: the backbone {base.name!r} has no LayerNormalization layer")
+    for variable in base.weights:
+        variable.trainable = id(variable) in norms
 
 
 def _resolve_weights(backbone: str, weights: str | Path | None, image_size: int) -> str | None:
-    """Map the user's --weights value to what keras.applications takes."""
+    """Map the user's --weights value to what the entry's builder takes: None (random), the
+    entry's pretrained weights (ImageNet, a keras-hub preset), a file or a preset directory."""
+    entry = backbone_entry(backbone)
     if weights is None or str(weights).lower() == NO_WEIGHTS:
         return None
-    if str(weights).lower() == IMAGENET:
-        return IMAGENET
+    if str(weights).lower() in (IMAGENET, PRETRAINED):
+        if entry.weights is None:
+            raise WeightsUnavailableError(f"the {backbone} backbone has no pretrained weights: use --weights none")
+        return entry.weights
     path = Path(weights).expanduser()
+    if entry.source == KERAS_HUB:
+        if path.is_dir():
+            return str(path)
+        if "/" in str(weights) or "\\" in str(weights):
+            raise WeightsUnavailableError(f"no keras-hub preset directory at {path}")
+        return str(weights)  # another preset name
     if not path.is_file():
         raise WeightsUnavailableError(
             f"weights file not found: {path} (expected a local include_top=False .h5 for "
@@ -235,13 +279,17 @@ def _resolve_weights(backbone: str, weights: str | Path | None, image_size: int)
 
 
 def _build_backbone(backbone: str, weights: str | None, image_size: int) -> keras.Model:
-    if backbone == "tiny":
-        if weights is not None:
-            raise WeightsUnavailableError("the tiny backbone has no pretrained weights: use --weights none")
-        from workers.training.tiny import tiny_backbone
+    entry = backbone_entry(backbone)
+    if entry.source == KERAS_HUB:
+        return _keras_hub_backbone(entry, weights, image_size)
+    if entry.source != KERAS_APPLICATIONS:  # a function of this project, "module:function"
+        import importlib
 
-        return tiny_backbone(image_size)
-    model_class = backbone_class(backbone)
+        module, function = entry.builder.split(":")
+        if weights is not None:
+            raise WeightsUnavailableError(f"the {backbone} backbone has no pretrained weights: use --weights none")
+        return getattr(importlib.import_module(module), function)(image_size)
+    model_class = getattr(keras.applications, entry.builder)
     try:
         return model_class(include_top=False, input_shape=(image_size, image_size, 3), weights=weights)
     except Exception as exc:
@@ -256,6 +304,29 @@ def _build_backbone(backbone: str, weights: str | None, image_size: int) -> kera
                 f"cannot load {backbone} weights from {weights}: {_one_line(exc)}"
             ) from exc
         raise
+
+
+def _keras_hub_backbone(entry, weights: str | None, image_size: int) -> keras.Model:
+    """A keras-hub encoder: from a preset (name or local directory; a whole CLIP model gives its
+    vision encoder), or with random weights in the preset's architecture (``entry.config``)."""
+    try:
+        import keras_hub
+    except ImportError as exc:
+        raise WeightsUnavailableError(f"{entry.name} needs keras-hub: pip install keras-hub") from exc
+    if weights is None:
+        return getattr(keras_hub.models, entry.builder)(**entry.config, image_shape=(image_size, image_size, 3))
+    try:
+        encoder = keras_hub.models.Backbone.from_preset(weights)
+    except Exception as exc:  # noqa: BLE001 - keras-hub and kagglehub raise many types
+        raise WeightsUnavailableError(
+            f"cannot load the keras-hub preset {weights} for {entry.name}: {_one_line(exc)} (offline? pass "
+            f"--weights DIR, a preset saved with save_to_preset, or --weights none)") from exc
+    encoder = getattr(encoder, "vision_encoder", encoder)
+    side = encoder.input_shape[1]
+    if side != image_size:
+        raise WeightsUnavailableError(
+            f"the {entry.name} preset {weights} takes {side} px images: use --image-size {side}")
+    return encoder
 
 
 def _keras_models_dir() -> Path:

@@ -137,7 +137,7 @@ def _train_and_record(run_id: str, claim: Claim, out_dir: Path, lease: Heartbeat
     tensorboard = _tensorboard_callbacks(out_dir / TENSORBOARD_DIR)
     fitted = _fit(split, config, out_dir, progress, tensorboard, lease)
     progress({"phase": "evaluate"})
-    scores = _score(fitted, split, config)
+    scores = _score(fitted, split, config, recorded.get("input_warnings") or [])
     artifacts = _write_artifacts(out_dir, split, fitted, scores, tensorboard=bool(tensorboard))
     final_config = {**recorded, **fitted["config"], "threshold": scores.threshold["threshold"],
                     "threshold_rule": scores.threshold["rule"]}
@@ -180,7 +180,7 @@ class Scores(NamedTuple):
     metrics: dict  # of the test part, with the validation's and the warnings
 
 
-def _score(fitted: dict, split: dict, config: TrainConfig) -> Scores:
+def _score(fitted: dict, split: dict, config: TrainConfig, input_warnings: list[str]) -> Scores:
     """The decision threshold from the validation videos (never the test set), then the test part's
     metrics at that threshold, and the warnings that say when not to trust them."""
     from workers.training.evaluate import compute_metrics, video_scores
@@ -197,6 +197,7 @@ def _score(fitted: dict, split: dict, config: TrainConfig) -> Scores:
     warnings = run_warnings(test_labels=test["labels"], test_probabilities=probabilities,
                             val_labels=val["labels"], val_probabilities=val_probabilities,
                             train_labels=split["train"]["labels"])
+    warnings = list(input_warnings) + warnings
     if chosen["warning"] and not any(w.startswith(("ONE-CLASS VALIDATION", "EMPTY VALIDATION")) for w in warnings):
         warnings.append(chosen["warning"])
     val_metrics = compute_metrics(val["labels"], val_probabilities, val["video_ids"], threshold=chosen["threshold"])
