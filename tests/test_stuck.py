@@ -46,3 +46,38 @@ def test_the_sweep_and_a_claim_take_a_gone_holders_run(local_db):
     assert leases.claim_run("claimed", holder="b:2").granted
     assert leases.take_back_expired_runs(lambda *a: None) == ["swept"]
     assert run_row("alive").status == "running" and run_row("claimed").worker == "b:2"
+
+
+def lambda_model_run(tmp_path) -> str:
+    """A finished run whose model file holds a Lambda layer (safe mode refuses to load it)."""
+    import keras
+
+    from db.models import Run
+    from db.session import session_scope
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name="deepfake_mobilenetv2")
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with session_scope() as session:
+        session.add(Run(id="lambda", status="done", config={"backbone": "mobilenetv2", "split": "video"},
+                        artifacts={"model": str(path)}))
+    return str(path)
+
+
+@pytest.mark.integration
+def test_a_model_refused_by_safe_mode_is_one_line_in_predict_and_export(local_db, sample_root, tmp_path):
+    from tests.support import pipeline_env, run_cli
+
+    path = lambda_model_run(tmp_path)
+    env = pipeline_env(DATA_DIR=local_db.data_dir)
+    video = str(sample_root / "Celeb-real" / "id0_0000.mp4")
+    for args in (["predict", video, "--run", "lambda"], ["export-model", "lambda", str(tmp_path / "out")]):
+        result = run_cli(args, env)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: cannot load the model {path}:"), lines
+        assert "Lambda" in lines[0] or "safe_mode" in lines[0]
