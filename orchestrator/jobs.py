@@ -282,6 +282,13 @@ def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: P
     comes back as {"video", "label": None, "error"}; InputError when none can be read."""
     from workers.video import VideoError, open_video
 
+    if explain_dir is not None:
+        if explain_dir.exists() and not explain_dir.is_dir():
+            raise InputError(f"--explain {explain_dir}: is a file, not a directory (the contact sheets go in a folder)")
+        try:
+            explain_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--explain {explain_dir}: cannot make the folder: {exc.strerror or exc}") from None
     unreadable = []  # every input is checked before anything heavy is loaded
     for path in videos:
         try:

@@ -81,3 +81,53 @@ def test_a_model_refused_by_safe_mode_is_one_line_in_predict_and_export(local_db
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: cannot load the model {path}:"), lines
         assert "Lambda" in lines[0] or "safe_mode" in lines[0]
+
+
+def small_model_run(tmp_path) -> None:
+    """A finished run with a small untrained model (shaped like test_export_explain's)."""
+    import keras
+
+    from db.models import Run
+    from db.session import session_scope
+
+    image = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(image)
+    backbone = keras.Model(image, x, name="backbone")
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name="deepfake_mobilenetv2")
+    model.save(tmp_path / "small.keras")
+    with session_scope() as session:
+        session.add(Run(id="small", status="done", config={"backbone": "mobilenetv2", "split": "video"},
+                        artifacts={"model": str(tmp_path / "small.keras")}))
+
+
+@pytest.mark.integration
+def test_explain_never_overwrites_and_refuses_a_file_as_its_folder(local_db, sample_root, tmp_path):
+    import json
+    import shutil
+
+    from tests.support import pipeline_env, run_cli
+
+    small_model_run(tmp_path)
+    env = pipeline_env(DATA_DIR=local_db.data_dir)
+    videos = []
+    for folder in ("a", "b"):  # two videos with the same base name
+        (tmp_path / folder).mkdir()
+        videos.append(str(shutil.copy(sample_root / "Celeb-real" / "id0_0000.mp4", tmp_path / folder)))
+    explain = tmp_path / "explain"
+    explain.mkdir()
+    (explain / "id0_0000.png").write_bytes(b"the user's own file")
+
+    not_a_folder = tmp_path / "a" / "id0_0000.mp4"
+    result = run_cli(["predict", videos[0], "--run", "small", "--explain", str(not_a_folder)], env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: --explain {not_a_folder}: is a file, not a directory (the contact sheets go in a folder)"]
+
+    result = run_cli(["predict", *videos, "--run", "small", "--explain", str(explain), "--json"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sheets = [r["explanation"] for r in json.loads(result.stdout)]
+    assert sheets == [str(explain / "id0_0000-2.png"), str(explain / "id0_0000-3.png")]
+    assert (explain / "id0_0000.png").read_bytes() == b"the user's own file"
+    assert all(open(s, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for s in sheets)

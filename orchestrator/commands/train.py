@@ -100,7 +100,8 @@ def evaluate_command(run_id, dataset, part, wait, as_json):
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--run", "run_id", help="The run whose model judges (default: the latest finished run).")
 @click.option("--explain", "explain_dir", type=click.Path(path_type=Path), default=None,
-              help="Write one contact sheet PNG per video into DIR: each crop with its Grad-CAM heatmap.")
+              help="Write one contact sheet PNG per video into DIR: each crop with its Grad-CAM heatmap "
+                   "(VIDEO.png, or VIDEO-2.png … when the name is taken: nothing is overwritten).")
 @json_option
 def predict_command(videos, run_id, explain_dir, as_json):
     """Fake probability of each video: mean over its face crops, made exactly as ingest makes them."""
