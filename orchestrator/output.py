@@ -90,6 +90,11 @@ def format_report(report: dict) -> str:
         f"leakage check: {s.get('shared_videos')} videos and {s.get('shared_sources')} source identities "
         f"shared by training and test" + ("  (THIS SPLIT LEAKS: scores are optimistic)" if s.get("leaks") else ""),
     ]
+    unfinished = s.get("unfinished_videos") or {}
+    if unfinished:
+        names = [f"{dataset}/{video}" for dataset, videos in unfinished.items() for video in videos]
+        lines.append(f"--partial: trained while {len(names)} videos were unfinished: "
+                     + ", ".join(names[:5]) + (f" … (+{len(names) - 5}; `report --json` lists them)" if len(names) > 5 else ""))
     if report["status"] == RUN_DONE:
         if c.get("datasets"):
             lines.insert(1, f"datasets: {', '.join(c['datasets'])}")

@@ -131,3 +131,62 @@ def test_explain_never_overwrites_and_refuses_a_file_as_its_folder(local_db, sam
     assert sheets == [str(explain / "id0_0000-2.png"), str(explain / "id0_0000-3.png")]
     assert (explain / "id0_0000.png").read_bytes() == b"the user's own file"
     assert all(open(s, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for s in sheets)
+
+
+def dataset_being_ingested(done_labels=(0, 1, 0, 1), unfinished=("pending", "pending", "running")) -> None:
+    """A dataset as an ingest under way leaves it: some videos done with crops, others not yet."""
+    from db.models import Crop, Dataset, Video
+    from db.session import session_scope
+
+    with session_scope() as session:
+        dataset = Dataset(root="/nowhere", name="busy")
+        session.add(dataset)
+        session.flush()
+        videos = [(f"v{i}_done.mp4", label, "done") for i, label in enumerate(done_labels)]
+        videos += [(f"v{i}_late.mp4", 1, status) for i, status in enumerate(unfinished)]
+        for i, (name, label, status) in enumerate(videos):
+            folder = "Celeb-synthesis" if label else "Celeb-real"
+            video = Video(dataset_id=dataset.id, rel_path=f"{folder}/{name}", folder=folder, label=label,
+                          group_key=f"id{i}", status=status, attempts=1)
+            session.add(video)
+            session.flush()
+            for f in range(2 if status == "done" else 0):
+                session.add(Crop(video_id=video.id, frame_index=f, timestamp_s=f, face_index=0, x=0, y=0, w=8, h=8,
+                                 confidence=0.99, crop_path=f"crops/{i}/f{f}.png"))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("done_labels", [(0, 0), (0, 1, 0, 1)], ids=["one-class-so-far", "both-classes"])
+def test_train_during_an_ingest_is_refused_with_the_unfinished_counts(local_db, done_labels):
+    from tests.support import pipeline_env, run_cli
+
+    dataset_being_ingested(done_labels)
+    result = run_cli(["train", "--backbone", "tiny", "--weights", "none", "--epochs", "1"],
+                     pipeline_env(DATA_DIR=local_db.data_dir))
+    total = len(done_labels) + 3
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: dataset 'busy': 3 of {total} videos are not finished (2 pending, 1 running): let its ingest "
+        f"finish (`orchestrator status`; `orchestrator ingest` resumes an interrupted one), or add --partial "
+        f"to train on the {len(done_labels)} finished ones"]
+    from db.models import Run
+    from db.session import session_scope
+
+    with session_scope() as session:
+        assert session.query(Run).count() == 0
+
+
+def test_partial_trains_on_the_finished_videos_and_the_run_names_the_others(local_db):
+    from orchestrator.output import format_report
+    from shared.train_config import TrainConfig
+    from workers.planning.runs import find_run, plan_run, run_report
+
+    dataset_being_ingested(done_labels=(0, 1) * 5)
+    run_id, summary = plan_run(TrainConfig.from_options({"partial": True, "backbone": "tiny", "weights": "none",
+                                                         "test_size": 0.4}))
+    late = ["Celeb-synthesis/v0_late.mp4", "Celeb-synthesis/v1_late.mp4", "Celeb-synthesis/v2_late.mp4"]
+    assert summary["unfinished_videos"] == {"busy": late}
+    assert summary["train_crops"] + summary["val_crops"] + summary["test_crops"] == 20  # the 10 done videos' crops
+    report = run_report(find_run(run_id))
+    assert report["config"]["partial"] is True
+    assert "--partial: trained while 3 videos were unfinished: busy/Celeb-synthesis/v0_late.mp4" in format_report(report)
