@@ -54,7 +54,7 @@ def check_imagenet_weights(backbone: str) -> None:
 
 
 def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | None = None,
-                        splits: str | None = None):
+                        splits: str | None = None, follow_outside_links: bool = False):
     """(scan, scan options to record). What an earlier ingest of the folder was told (FF++
     compression and splits folder) holds unless given again."""
     from workers.datasets import FORMATS, read_dataset
@@ -75,7 +75,8 @@ def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | N
         options["compression"] = compression
     if splits is not None:
         options["splits"] = str(Path(splits).expanduser().resolve())
-    scan = read_dataset(dataset, fmt, compression=options.get("compression", "c23"), splits_dir=options.get("splits"))
+    scan = read_dataset(dataset, fmt, compression=options.get("compression", "c23"), splits_dir=options.get("splits"),
+                        follow_outside_links=follow_outside_links)
     if scan.format != "ffpp":
         given = [flag for flag, value in (("--compression", compression), ("--splits", splits)) if value is not None]
         if given:
@@ -88,14 +89,16 @@ def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | N
 
 def run_ingest(dataset: str, params: IngestParams, *, workers: int, retry_failed: bool = False, wait: bool = False,
                progress: bool = True, then_train: dict | None = None, fmt: str = "auto", name: str | None = None,
-               compression: str | None = None, splits: str | None = None) -> dict:
+               compression: str | None = None, splits: str | None = None,
+               follow_outside_links: bool = False) -> dict:
     """Read the dataset's layout, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
     settings = get_settings()
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     if name is not None and not name.strip():
         raise InputError("--name must not be empty")
-    scan, scan_options = read_dataset_folder(dataset, fmt, compression=compression, splits=splits)
+    scan, scan_options = read_dataset_folder(dataset, fmt, compression=compression, splits=splits,
+                                             follow_outside_links=follow_outside_links)
     follow = settings.embedded or wait
     if settings.embedded:
         purge_embedded_queue()  # before the local workers start reading the queue

@@ -190,3 +190,65 @@ def test_partial_trains_on_the_finished_videos_and_the_run_names_the_others(loca
     report = run_report(find_run(run_id))
     assert report["config"]["partial"] is True
     assert "--partial: trained while 3 videos were unfinished: busy/Celeb-synthesis/v0_late.mp4" in format_report(report)
+
+
+def linked_layout(tmp_path):
+    """A Celeb-DF layout with a link to a video outside it, a link loop and a dangling link."""
+    root = tmp_path / "linked"
+    for rel in ("Celeb-real/id0_0000.mp4", "Celeb-synthesis/id0_id1_0000.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "id5_0000.mp4").write_bytes(b"x")
+    (root / "Celeb-real" / "id5_0000.mp4").symlink_to(tmp_path / "elsewhere" / "id5_0000.mp4")
+    (root / "Celeb-real" / "id6_0000.mp4").symlink_to(root / "Celeb-real" / "id7_0000.mp4")
+    (root / "Celeb-real" / "id7_0000.mp4").symlink_to(root / "Celeb-real" / "id6_0000.mp4")  # a loop
+    (root / "Celeb-real" / "id8_0000.mp4").symlink_to(root / "gone.mp4")
+    (root / "Celeb-real" / "id9_0000.mp4").symlink_to("id0_0000.mp4")  # inside: read as any video
+    return root
+
+
+def test_links_outside_the_root_are_left_out_unless_followed_and_loops_are_counted(tmp_path):
+    from workers.datasets import read_dataset
+
+    root = linked_layout(tmp_path)
+    scan = read_dataset(root, "celebdf")
+    assert sorted(v.rel_path for v in scan.videos) == [
+        "Celeb-real/id0_0000.mp4", "Celeb-real/id9_0000.mp4", "Celeb-synthesis/id0_id1_0000.mp4"]
+    assert any(w.startswith("1 videos are links to files outside") and "left out" in w
+               and "Celeb-real/id5_0000.mp4" in w for w in scan.warnings), scan.warnings
+    assert ("3 symbolic links loop or point to nothing, skipped: Celeb-real/id6_0000.mp4, Celeb-real/id7_0000.mp4, "
+            "Celeb-real/id8_0000.mp4") in scan.warnings
+    followed = read_dataset(root, "celebdf", follow_outside_links=True)
+    assert "Celeb-real/id5_0000.mp4" in [v.rel_path for v in followed.videos]
+    assert any("followed" in w for w in followed.warnings)
+
+
+@pytest.mark.integration
+def test_ingest_says_what_it_did_with_links(tmp_path, sample_root):
+    import json
+    import shutil
+
+    from tests.support import pipeline_env, run_cli
+
+    root = tmp_path / "linked"
+    for rel in ("Celeb-real/id0_0000.mp4", "Celeb-synthesis/id0_id1_0000.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample_root / rel, root / rel)
+    (root / "Celeb-real" / "id1_0000.mp4").symlink_to(sample_root / "Celeb-real" / "id1_0000.mp4")  # outside
+    (root / "Celeb-real" / "id2_0000.mp4").symlink_to(root / "Celeb-real" / "id2_0000.mp4")  # loops on itself
+    env = pipeline_env(DATA_DIR=tmp_path / "data")
+
+    result = run_cli(["ingest", str(root), "--workers", "1", "--json"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = json.loads(result.stdout)
+    assert first["new_videos"] == 2
+    assert any("1 videos are links to files outside" in w and "left out" in w for w in first["warnings"])
+    assert any(w.startswith("1 symbolic links loop") for w in first["warnings"])
+
+    result = run_cli(["ingest", str(root), "--workers", "1", "--follow-outside-links"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning: 1 videos are links to files outside" in result.stderr and "followed" in result.stderr
+    assert "warning: 1 symbolic links loop or point to nothing, skipped: Celeb-real/id2_0000.mp4" in result.stderr
+    result = run_cli(["ingest", str(root), "--workers", "1", "--follow-outside-links", "--json"], env)
+    assert json.loads(result.stdout)["new_videos"] == 0  # the linked video was recorded by the run before
