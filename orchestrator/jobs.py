@@ -18,7 +18,7 @@ from pathlib import Path
 from orchestrator.database import database_exists, open_database
 from orchestrator.embedded import ensure_broker_dirs, local_worker_when_embedded, orphaned_videos, purge_embedded_queue
 from orchestrator.output import IngestProgress, TrainingProgress, warn_database_unreachable
-from shared.errors import InputError
+from shared.errors import InputError, WorkFailed
 from shared.ingest_params import IngestParams
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
@@ -242,12 +242,21 @@ def resume_training(run_id: str, *, wait: bool, progress: bool) -> dict:
 def follow_run(run_id: str, *, progress: bool) -> None:
     """Wait for a run to end; in embedded mode, run the local gpu-queue worker meanwhile."""
     from workers.planning.runs import wait_for_run
+    from workers.training.lease import abandoned_run
 
     # One process with every core, recycled after the run (that frees the model's memory).
     with local_worker_when_embedded("gpu", 1, "train", max_tasks_per_child=1, threads=0) as worker, \
             closing(TrainingProgress(progress)) as bar:
-        wait_for_run(run_id, on_tick=bar, check=worker.check_alive if worker else None,
-                     on_db_retry=warn_database_unreachable)
+
+        def check() -> None:
+            worker.check_alive()
+            holder = abandoned_run(run_id)
+            if holder:  # its task ended without recording an outcome (the database could not be written?)
+                raise WorkFailed(f"run {run_id}: its worker ({holder}) stopped without recording an outcome "
+                                 f"(see {worker.log_path}; a full disk?): fix that, then "
+                                 f"`orchestrator train --resume {run_id}` continues it")
+
+        wait_for_run(run_id, on_tick=bar, check=check if worker else None, on_db_retry=warn_database_unreachable)
 
 
 def run_evaluation(run_id: str | None, dataset: str, part: str | None, *, wait: bool) -> dict:
@@ -262,6 +271,8 @@ def run_evaluation(run_id: str | None, dataset: str, part: str | None, *, wait: 
     open_database()
     run = find_run(run_id, finished=not run_id)
     evaluation_id, warnings = plan_evaluation(run, dataset, part)
+    if get_settings().embedded:
+        ensure_broker_dirs()  # and this command's own queues, before anything is sent
     dispatch_evaluation(evaluation_id, summary=f"run {run.id} on {dataset}")
     if get_settings().embedded or wait:
         with local_worker_when_embedded("gpu", 1, "evaluate", max_tasks_per_child=1, threads=0) as worker:

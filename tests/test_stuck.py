@@ -252,3 +252,144 @@ def test_ingest_says_what_it_did_with_links(tmp_path, sample_root):
     assert "warning: 1 symbolic links loop or point to nothing, skipped: Celeb-real/id2_0000.mp4" in result.stderr
     result = run_cli(["ingest", str(root), "--workers", "1", "--follow-outside-links", "--json"], env)
     assert json.loads(result.stdout)["new_videos"] == 0  # the linked video was recorded by the run before
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 24 MiB tmpfs (unmounted at the end); skipped where mounting is refused."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder) -> int:
+    """Write a file until the disk is full; its size."""
+    written = 0
+    with open(folder / "filler", "wb", buffering=0) as out:
+        try:
+            while True:
+                written += out.write(b"\0" * 65536)
+        except OSError:
+            pass
+    return written
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_train_on_a_disk_that_fills_up_ends_with_one_line_and_a_resumable_run(small_tmpfs, monkeypatch):
+    """The disk fills while the run trains: the checkpoint, the model and the failure's record all
+    fail to be written. The command ends (it waited forever) with one line, exit 1, and the run,
+    still `running` under a holder that is gone, is taken back by `train --resume`."""
+    from db.migrate import upgrade_schema
+    from db.models import Run
+    from db.session import reset_engine, session_scope
+    from shared.settings import reset_settings
+    from tests.support import REPO, pipeline_env, run_cli, wait_until
+    from tests.test_lease_faults import make_crops
+
+    data_dir = small_tmpfs / "data"
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    reset_settings()
+    reset_engine()
+    upgrade_schema()
+    make_crops(n_videos=12, per_video=8, size=48)
+    env = pipeline_env(DATA_DIR=data_dir)
+
+    def run_status():
+        with session_scope() as session:
+            return [(r.id, r.status, r.worker) for r in session.query(Run)]
+
+    train = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "train", "--backbone", "tiny", "--weights",
+                              "none", "--epochs", "6", "--batch-size", "4"], env=env, cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: any(status == "running" for _, status, _ in run_status()), 180, 0.2, "the run to start")
+        reset_engine()
+        assert fill(small_tmpfs) > 0
+        _, err = train.communicate(timeout=240)
+    finally:
+        if train.poll() is None:
+            train.kill()
+    (small_tmpfs / "filler").unlink()
+    assert train.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    [(run_id, status, holder)] = run_status()
+    assert status == "running"
+    assert err.strip().splitlines()[-1] == (
+        f"error: run {run_id}: its worker ({holder}) stopped without recording an outcome (see "
+        f"{data_dir / 'logs' / 'worker-train.log'}; a full disk?): fix that, then "
+        f"`orchestrator train --resume {run_id}` continues it")
+    resumed = run_cli(["train", "--resume", run_id, "--json"], env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert run_status()[0][1] == "done"
+
+
+def test_an_embedded_command_sends_to_its_own_queues_and_purges_only_gone_ones(local_db, monkeypatch):
+    from orchestrator.embedded import LocalWorker, purge_embedded_queue
+    from shared.process import COMMAND_QUEUES_ENV
+    from workers.celery_app import TRAIN_TASK, route_task
+
+    monkeypatch.setenv(COMMAND_QUEUES_ENV, "1")  # restored (absent) after the test
+    monkeypatch.delenv(COMMAND_QUEUES_ENV)
+    assert route_task(TRAIN_TASK, (), {}, {}) == {"queue": "gpu"}  # no command's own queue named
+    queue_dir = local_db.broker_dir / "queue"
+    queue_dir.mkdir(parents=True)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {"1_a.gpu.msg", f"2_b.gpu-{dead_pid()}.msg", f"3_c.gpu-{alive.pid}.msg", f"4_d.cpu-{alive.pid}.msg"}
+        for name in names:
+            (queue_dir / name).write_text("{}")
+        assert purge_embedded_queue() == 2  # and names this command's queues
+        assert {p.name for p in queue_dir.iterdir()} == {f"3_c.gpu-{alive.pid}.msg", f"4_d.cpu-{alive.pid}.msg"}
+    finally:
+        alive.kill()
+    import os
+
+    assert os.environ[COMMAND_QUEUES_ENV] == str(os.getpid())
+    assert route_task(TRAIN_TASK, (), {}, {}) == {"queue": f"gpu-{os.getpid()}"}
+    command = LocalWorker("gpu", 1, "train").command()
+    assert command[command.index("-Q") + 1] == f"gpu-{os.getpid()}"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_two_trains_at_once_on_one_data_dir_each_get_their_run(local_db):
+    """The second command's run was taken by the first command's worker, which then stopped: the
+    message was gone and the second command waited forever."""
+    from db.models import Run
+    from db.session import session_scope
+    from tests.support import REPO, pipeline_env, wait_until
+    from tests.test_lease_faults import make_crops
+
+    make_crops(n_videos=12, per_video=4, size=32)
+    env = pipeline_env(DATA_DIR=local_db.data_dir)
+
+    def statuses():
+        with session_scope() as session:
+            return [r.status for r in session.query(Run).order_by(Run.created_at)]
+
+    def train(epochs):
+        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "train", "--backbone", "tiny", "--weights",
+                                 "none", "--epochs", str(epochs), "--batch-size", "4", "--json"], env=env, cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = train(3)
+    second = None
+    try:
+        wait_until(lambda: statuses()[:1] == ["running"], 240, 0.2, "the first run to start")
+        second = train(1)
+        outs = [p.communicate(timeout=400) for p in (first, second)]
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in (first, second)] == [0, 0], [err[-2000:] for _, err in outs]
+    assert statuses() == ["done", "done"]

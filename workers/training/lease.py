@@ -123,6 +123,16 @@ def _is_expired(run: Run, now) -> bool:
     return _age_s(run, now) > get_settings().train_lease_s
 
 
+def abandoned_run(run_id: str) -> str | None:
+    """The holder's name when the run is ``running`` under a process of this host that no longer
+    runs: the task ended (or died) without recording an outcome, e.g. on a full disk (None otherwise)."""
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is not None and run.status == RUN_RUNNING and _holder_gone(run.worker):
+            return run.worker
+    return None
+
+
 def _held(run: Run, now) -> bool:
     """The run is running under a live lease."""
     return (run.status == RUN_RUNNING and run.heartbeat_at is not None and not _is_expired(run, now)
