@@ -393,3 +393,39 @@ def test_two_trains_at_once_on_one_data_dir_each_get_their_run(local_db):
                 p.kill()
     assert [p.returncode for p in (first, second)] == [0, 0], [err[-2000:] for _, err in outs]
     assert statuses() == ["done", "done"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ctrl_c_on_train_then_resume_is_taken_at_once(local_db):
+    """Ctrl-C while the run trains: the command says to run it again, and `train --resume` does,
+    at once, not after the rest of the 300 s lease."""
+    import signal
+
+    from db.models import Run
+    from db.session import session_scope
+    from tests.support import REPO, pipeline_env, run_cli, wait_until
+    from tests.test_lease_faults import make_crops
+
+    make_crops(n_videos=12, per_video=4, size=32)
+    env = pipeline_env(DATA_DIR=local_db.data_dir)
+
+    def run():
+        with session_scope() as session:
+            return [(r.id, r.status, r.progress) for r in session.query(Run)]
+
+    train = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "train", "--backbone", "tiny", "--weights",
+                              "none", "--epochs", "3", "--batch-size", "4"], env=env, cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: run() and run()[0][1] == "running" and run()[0][2], 240, 0.2, "the run to train")
+        train.send_signal(signal.SIGINT)
+        train.communicate(timeout=120)
+    finally:
+        if train.poll() is None:
+            train.kill()
+    [(run_id, status, _)] = run()
+    assert status == "running"  # its holder is gone, its lease not expired
+    resumed = run_cli(["train", "--resume", run_id], env, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert run()[0][1] == "done"
