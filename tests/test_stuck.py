@@ -437,3 +437,37 @@ def test_ctrl_c_on_train_then_resume_is_taken_at_once(local_db):
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
                 p.communicate(timeout=120)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_evaluate_while_a_train_runs_on_one_data_dir_is_done_by_its_own_worker(local_db, tmp_path):
+    import json
+    import signal
+
+    from db.models import Run
+    from db.session import session_scope
+    from tests.support import REPO, pipeline_env, run_cli, wait_until
+    from tests.test_lease_faults import make_crops
+
+    make_crops(n_videos=12, per_video=4, size=32)
+    small_model_run(tmp_path)
+    env = pipeline_env(DATA_DIR=local_db.data_dir)
+
+    def training():
+        with session_scope() as session:
+            return [r.status for r in session.query(Run).where(Run.id != "small")]
+
+    train = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "train", "--backbone", "tiny", "--weights",
+                              "none", "--epochs", "500", "--batch-size", "4"], env=env, cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: training() == ["running"], 240, 0.2, "the training run to start")
+        result = run_cli(["evaluate", "small", "--dataset", "nowhere", "--json"], env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads(result.stdout)["status"] == "done"
+        assert train.poll() is None and training() == ["running"]  # the training command goes on
+    finally:
+        if train.poll() is None:
+            train.send_signal(signal.SIGINT)
+            train.communicate(timeout=120)
