@@ -127,7 +127,7 @@ class LocalWorker:
 
 def ensure_broker_dirs() -> None:
     """The filesystem broker's folders, made when something is about to be sent or consumed; and
-    this command's own queues named (``workers.celery_app.queue_name``): what it sends, only its
+    this command's own queues named (``shared.process.command_queue``): what it sends, only its
     local workers take, and they take nothing another command sent."""
     use_own_queues()
     for name in ("queue", "control"):
