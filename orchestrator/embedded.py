@@ -7,7 +7,6 @@ filesystem transport under DATA_DIR instead of Redis).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from shared.errors import WorkFailed
 from shared.labels import PENDING, RUNNING
-from shared.process import gone_from_this_host, parse_process_name
+from shared.process import command_queue, gone_from_this_host, parse_process_name, pid_alive, use_own_queues
 from shared.settings import get_settings
 
 
@@ -87,9 +86,11 @@ class LocalWorker:
         extra = ["--pool", "prefork", "--without-mingle", "--without-gossip"]
         if self.max_tasks_per_child:
             extra += ["--max-tasks-per-child", str(self.max_tasks_per_child)]
-        return celery_worker_command(self.queues, self.concurrency, f"{self.name}-{os.getpid()}", extra)
+        queues = ",".join(command_queue(queue) for queue in self.queues.split(","))
+        return celery_worker_command(queues, self.concurrency, f"{self.name}-{os.getpid()}", extra)
 
     def start(self) -> "LocalWorker":
+        ensure_broker_dirs()  # first: names this command's queues, which the worker inherits
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -99,7 +100,6 @@ class LocalWorker:
         if self.announce:
             print(f"starting {self.concurrency} local worker process{'es' if self.concurrency > 1 else ''} "
                   f"(queue {self.queues}; each loads TensorFlow and its models: a few seconds)", file=sys.stderr)
-        ensure_broker_dirs()
         parent = os.getpid()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -126,7 +126,10 @@ class LocalWorker:
 
 
 def ensure_broker_dirs() -> None:
-    """The filesystem broker's folders, made when something is about to be sent or consumed."""
+    """The filesystem broker's folders, made when something is about to be sent or consumed; and
+    this command's own queues named (``shared.process.command_queue``): what it sends, only its
+    local workers take, and they take nothing another command sent."""
+    use_own_queues()
     for name in ("queue", "control"):
         (get_settings().broker_dir / name).mkdir(parents=True, exist_ok=True)
 
@@ -143,14 +146,23 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def purge_embedded_queue() -> int:
-    """Drop messages a previous, interrupted embedded run left in the filesystem broker."""
+    """Drop messages a previous, interrupted embedded run left in the filesystem broker: those of
+    commands that no longer run (another command's queue, ``<queue>-<pid>``, is left alone)."""
     ensure_broker_dirs()
     queue_dir = get_settings().broker_dir / "queue"
     if not queue_dir.is_dir():
         return 0
-    count = sum(1 for p in queue_dir.iterdir() if p.is_file())
-    shutil.rmtree(queue_dir)
-    queue_dir.mkdir(parents=True)
+    count = 0
+    for path in queue_dir.iterdir():
+        queue = path.name.partition(".")[2].removesuffix(".msg")  # kombu: <time>_<uuid>.<queue>.msg
+        command = queue.rpartition("-")[2]
+        if command.isdigit() and pid_alive(int(command)):
+            continue
+        try:
+            path.unlink()
+            count += 1
+        except (FileNotFoundError, IsADirectoryError):
+            pass
     return count
 
 

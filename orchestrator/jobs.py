@@ -18,7 +18,7 @@ from pathlib import Path
 from orchestrator.database import database_exists, open_database
 from orchestrator.embedded import ensure_broker_dirs, local_worker_when_embedded, orphaned_videos, purge_embedded_queue
 from orchestrator.output import IngestProgress, TrainingProgress, warn, warn_database_unreachable
-from shared.errors import InputError
+from shared.errors import InputError, WorkFailed
 from shared.ingest_params import IngestParams
 from shared.labels import RUN_DONE, RUN_QUEUED, RUN_RUNNING
 from shared.settings import get_settings
@@ -55,7 +55,7 @@ def check_imagenet_weights(backbone: str, image_size: int = 128) -> None:
 
 
 def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | None = None,
-                        splits: str | None = None):
+                        splits: str | None = None, follow_outside_links: bool = False):
     """(scan, scan options to record). What an earlier ingest of the folder was told (FF++
     compression and splits folder) holds unless given again."""
     from workers.datasets import FORMATS, read_dataset
@@ -76,7 +76,8 @@ def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | N
         options["compression"] = compression
     if splits is not None:
         options["splits"] = str(Path(splits).expanduser().resolve())
-    scan = read_dataset(dataset, fmt, compression=options.get("compression", "c23"), splits_dir=options.get("splits"))
+    scan = read_dataset(dataset, fmt, compression=options.get("compression", "c23"), splits_dir=options.get("splits"),
+                        follow_outside_links=follow_outside_links)
     if scan.format != "ffpp":
         given = [flag for flag, value in (("--compression", compression), ("--splits", splits)) if value is not None]
         if given:
@@ -89,14 +90,16 @@ def read_dataset_folder(dataset: str, fmt: str = "auto", *, compression: str | N
 
 def run_ingest(dataset: str, params: IngestParams, *, workers: int, retry_failed: bool = False, wait: bool = False,
                progress: bool = True, then_train: dict | None = None, fmt: str = "auto", name: str | None = None,
-               compression: str | None = None, splits: str | None = None) -> dict:
+               compression: str | None = None, splits: str | None = None,
+               follow_outside_links: bool = False) -> dict:
     """Read the dataset's layout, record, enqueue, and (embedded mode, or --wait) follow the work to its end."""
     settings = get_settings()
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     if name is not None and not name.strip():
         raise InputError("--name must not be empty")
-    scan, scan_options = read_dataset_folder(dataset, fmt, compression=compression, splits=splits)
+    scan, scan_options = read_dataset_folder(dataset, fmt, compression=compression, splits=splits,
+                                             follow_outside_links=follow_outside_links)
     follow = settings.embedded or wait
     if settings.embedded:
         purge_embedded_queue()  # before the local workers start reading the queue
@@ -244,12 +247,21 @@ def resume_training(run_id: str, *, wait: bool, progress: bool) -> dict:
 def follow_run(run_id: str, *, progress: bool) -> None:
     """Wait for a run to end; in embedded mode, run the local gpu-queue worker meanwhile."""
     from workers.planning.runs import wait_for_run
+    from workers.training.lease import abandoned_run
 
     # One process with every core, recycled after the run (that frees the model's memory).
     with local_worker_when_embedded("gpu", 1, "train", max_tasks_per_child=1, threads=0) as worker, \
             closing(TrainingProgress(progress)) as bar:
-        wait_for_run(run_id, on_tick=bar, check=worker.check_alive if worker else None,
-                     on_db_retry=warn_database_unreachable)
+
+        def check() -> None:
+            worker.check_alive()
+            holder = abandoned_run(run_id)
+            if holder:  # its task ended without recording an outcome (the database could not be written?)
+                raise WorkFailed(f"run {run_id}: its worker ({holder}) stopped without recording an outcome "
+                                 f"(see {worker.log_path}; a full disk?): fix that, then "
+                                 f"`orchestrator train --resume {run_id}` continues it")
+
+        wait_for_run(run_id, on_tick=bar, check=check if worker else None, on_db_retry=warn_database_unreachable)
 
 
 def run_evaluation(run_id: str | None, dataset: str, part: str | None, *, wait: bool) -> dict:
@@ -266,6 +278,8 @@ def run_evaluation(run_id: str | None, dataset: str, part: str | None, *, wait: 
         ensure_broker_dirs()  # a DATA_DIR copied without its broker folder (or that never trained)
     run = find_run(run_id, finished=not run_id)
     evaluation_id, warnings = plan_evaluation(run, dataset, part)
+    if get_settings().embedded:
+        ensure_broker_dirs()  # and this command's own queues, before anything is sent
     dispatch_evaluation(evaluation_id, summary=f"run {run.id} on {dataset}")
     if get_settings().embedded or wait:
         with local_worker_when_embedded("gpu", 1, "evaluate", max_tasks_per_child=1, threads=0) as worker:
@@ -289,6 +303,13 @@ def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: P
     comes back as {"video", "label": None, "error"}; InputError when none can be read."""
     from workers.video import VideoError, open_video
 
+    if explain_dir is not None:
+        if explain_dir.exists() and not explain_dir.is_dir():
+            raise InputError(f"--explain {explain_dir}: is a file, not a directory (the contact sheets go in a folder)")
+        try:
+            explain_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--explain {explain_dir}: cannot make the folder: {exc.strerror or exc}") from None
     unreadable = []  # every input is checked before anything heavy is loaded
     for path in videos:
         try:

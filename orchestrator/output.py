@@ -127,6 +127,11 @@ def format_report(report: dict) -> str:
                      f"{', ...' if changed['videos'] > len(changed.get('examples', [])) else ''}), "
                      f"{changed['crops']} of its crops replaced (first {changed.get('first_at')}); "
                      "its model and scores are of the data it had")
+    unfinished = s.get("unfinished_videos") or {}
+    if unfinished:
+        names = [f"{dataset}/{video}" for dataset, videos in unfinished.items() for video in videos]
+        lines.append(f"--partial: trained while {len(names)} videos were unfinished: "
+                     + ", ".join(names[:5]) + (f" … (+{len(names) - 5}; `report --json` lists them)" if len(names) > 5 else ""))
     if report["status"] == RUN_DONE:
         if c.get("datasets"):
             lines.insert(1, f"datasets: {', '.join(escape_name(d) for d in c['datasets'])}")

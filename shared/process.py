@@ -36,3 +36,23 @@ def gone_from_this_host(host: str, pid: int | None) -> bool:
     """True when (host, pid) names a process of this host that no longer runs. A process on
     another host cannot be checked from here: False."""
     return host == socket.gethostname() and pid is not None and not pid_alive(pid)
+
+
+# Embedded mode: each command has its own queues (`gpu-<pid of the command>`), named by the command
+# before it first sends or consumes (``use_own_queues``) and inherited by its local workers, so what a
+# command sends only its own workers take. Two commands on one DATA_DIR once shared `gpu`: the first
+# one's worker took the second's run, then stopped, and the message was gone with it.
+COMMAND_QUEUES_ENV = "PIPELINE_COMMAND_QUEUES"
+
+
+def use_own_queues() -> None:
+    """This command (never a worker: its workers inherit the name) sends to and consumes its queues."""
+    os.environ[COMMAND_QUEUES_ENV] = str(os.getpid())
+
+
+def command_queue(queue: str) -> str:
+    """``queue`` as this process sends to and consumes it: the command's own in embedded mode."""
+    from shared.settings import get_settings
+
+    command = os.environ.get(COMMAND_QUEUES_ENV)
+    return f"{queue}-{command}" if command and get_settings().embedded else queue

@@ -110,6 +110,9 @@ class TrainConfig:
         "one device or a CPU trains without mirroring.", parse=_auto_or_count))
     threshold: float = field(default=0.5, metadata=_option(
         "Fake probability at or above which a crop or video is called fake.", minimum=0, below=1, cli=False))
+    partial: bool = field(default=False, metadata=_option(
+        "Train although some videos of the datasets are not finished (an ingest is under way, or was "
+        "interrupted): on the crops made so far. The run records which videos were unfinished."))
     # Decoded crops kept between epochs: "memory" (49 KB a crop), "none" (decode every epoch), or a
     # local directory for tf.data's file cache (a 100x Celeb-DF needs ~120 GB: see docs/scaling.md).
     cache: str = field(default="memory", metadata=_option(

@@ -18,7 +18,7 @@ from pathlib import Path
 from orchestrator.embedded import celery_worker_command, stop_process_group
 
 REPO = Path(__file__).resolve().parent.parent
-PIPELINE_ENV = ("DATA_DIR", "DATABASE_URL", "CELERY_BROKER_URL")
+PIPELINE_ENV = ("DATA_DIR", "DATABASE_URL", "CELERY_BROKER_URL", "PIPELINE_COMMAND_QUEUES")
 
 
 def pipeline_env(**values: str | Path | None) -> dict[str, str]:

@@ -183,7 +183,8 @@ def test_every_service_exists(raw):
 
 
 def test_worker_queues_match_the_celery_app(compose):
-    from workers.celery_app import CPU_QUEUE, GPU_QUEUE, JUDGE_TASK, PREDICT_QUEUE, PROCESS_VIDEO_TASK, TRAIN_TASK, app
+    from workers.celery_app import (CPU_QUEUE, GPU_QUEUE, JUDGE_TASK, PREDICT_QUEUE, PROCESS_VIDEO_TASK, QUEUE_OF_TASK,
+                                    TRAIN_TASK, app, route_task)
 
     consumed = {}
     for name in WORKERS:
@@ -194,7 +195,8 @@ def test_worker_queues_match_the_celery_app(compose):
     assert consumed["gpu-worker"] == {GPU_QUEUE}
     assert consumed["predict-worker"] == {PREDICT_QUEUE}
 
-    routes = app.conf.task_routes
+    assert app.conf.task_routes == (route_task,)  # the one router, which reads QUEUE_OF_TASK
+    routes = {task: route_task(task, (), {}, {}) for task in QUEUE_OF_TASK}
     assert routes[PROCESS_VIDEO_TASK]["queue"] in consumed["cpu-worker"]
     assert routes[TRAIN_TASK]["queue"] in consumed["gpu-worker"]
     assert routes[JUDGE_TASK]["queue"] in consumed["predict-worker"]

@@ -8,6 +8,7 @@ from celery import Celery
 from kombu import Queue
 
 from shared.errors import InputError
+from shared.process import command_queue
 from shared.settings import get_settings
 
 CPU_QUEUE = "cpu"
@@ -19,6 +20,15 @@ PROCESS_VIDEO_TASK = "ingest.process_video"
 TRAIN_TASK = "train.fit"
 EVALUATE_TASK = "train.evaluate"  # a run's model scored on a dataset: a model on the gpu queue, like training
 JUDGE_TASK = "predict.judge"  # one recorded judgement (workers/judge.py): a video and a run's model
+QUEUE_OF_TASK = {PROCESS_VIDEO_TASK: CPU_QUEUE, TRAIN_TASK: GPU_QUEUE, EVALUATE_TASK: GPU_QUEUE,
+                 JUDGE_TASK: PREDICT_QUEUE}
+
+
+def route_task(name, args, kwargs, options, task=None, **kw):
+    """The app's one router: each task to its queue (``QUEUE_OF_TASK``), read when it is sent. In
+    embedded mode that is the sending command's own queue (``shared.process.command_queue``)."""
+    queue = QUEUE_OF_TASK.get(name)
+    return {"queue": command_queue(queue)} if queue else None
 
 
 def broker_transport_options(settings) -> dict:
@@ -72,8 +82,7 @@ def create_app() -> Celery:
         task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE), Queue(PREDICT_QUEUE)],
         task_default_queue=CPU_QUEUE,
         # Where each task goes and how long it may run: set here only (producers pass no queue).
-        task_routes={PROCESS_VIDEO_TASK: {"queue": CPU_QUEUE}, TRAIN_TASK: {"queue": GPU_QUEUE},
-                     EVALUATE_TASK: {"queue": GPU_QUEUE}, JUDGE_TASK: {"queue": PREDICT_QUEUE}},
+        task_routes=(route_task,),
         task_annotations={
             PROCESS_VIDEO_TASK: {"soft_time_limit": settings.cpu_task_soft_limit_s,
                                  "time_limit": settings.cpu_task_hard_limit_s},

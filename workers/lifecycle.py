@@ -8,6 +8,7 @@ import logging
 from celery import bootsteps
 from celery.signals import celeryd_after_setup, worker_process_init
 
+from shared.process import command_queue
 from shared.settings import get_settings
 from workers.celery_app import CPU_QUEUE, GPU_QUEUE, PREDICT_QUEUE, app
 from workers.planning.runs import dispatch_run
@@ -29,7 +30,7 @@ class LeaseSweep(bootsteps.StartStopStep):
         self.tref = None
 
     def start(self, worker):
-        if GPU_QUEUE not in worker.app.amqp.queues.consume_from or get_settings().embedded:
+        if command_queue(GPU_QUEUE) not in worker.app.amqp.queues.consume_from or get_settings().embedded:
             # Embedded mode: the local worker lives for one command; it must not pick up a run an
             # earlier, interrupted command left behind (`orchestrator train --resume RUN` does).
             return
@@ -86,7 +87,8 @@ def _preload_in_parent(sender, instance, **_kwargs) -> None:
     makes every task in the children hang (field notes)."""
     global _consumes_cpu_queue
     # Judging detects faces as ingest does: a predict worker's children get the detector ready too.
-    _consumes_cpu_queue = bool({CPU_QUEUE, PREDICT_QUEUE} & set(instance.app.amqp.queues.consume_from))
+    _consumes_cpu_queue = bool({command_queue(CPU_QUEUE), command_queue(PREDICT_QUEUE)}
+                               & set(instance.app.amqp.queues.consume_from))
     if _consumes_cpu_queue:
         import mtcnn  # noqa: F401  (imports TensorFlow)
 

@@ -44,12 +44,27 @@ def judge_video(path: Path | str, model, *, params: IngestParams, threshold: flo
 
         _, heatmaps = gradcam(model, images)
         captions = [f"t={c.timestamp_s:.1f}s" for c in crops]
-        sheet = Path(explain_dir) / f"{Path(path).stem}.png"
+        sheet = new_sheet_path(Path(explain_dir), Path(path).stem)
         contact_sheet(images, heatmaps, probabilities, sheet, captions=captions, threshold=threshold,
                       title=f"{Path(path).name}: {label.upper()} (fake probability {probability:.3f}, "
                             f"threshold {threshold:.3f}, {len(crops)} faces)")
         result["explanation"] = str(sheet)
     return result
+
+
+def new_sheet_path(explain_dir: Path, stem: str) -> Path:
+    """``DIR/<stem>.png``, or ``<stem>-2.png``, ``-3`` … : a file already there (the user's, or the
+    sheet of another video with the same base name) is never overwritten. The name is taken with
+    an exclusive create, so two predictions into one folder cannot pick the same one."""
+    explain_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        sheet = explain_dir / (f"{stem}.png" if n == 1 else f"{stem}-{n}.png")
+        try:
+            sheet.open("xb").close()
+            return sheet
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{explain_dir}: no free name for {stem}.png")
 
 
 def judge_videos(videos: list[Path | str], run, explain_dir: Path | str | None = None) -> list[dict]:

@@ -25,6 +25,8 @@ from shared.labels import RUN_FAILED
               help="FF++: which compression's videos to read [default: c23, or what the last ingest used].")
 @click.option("--splits", default=None, metavar="DIR",
               help="FF++: the folder of train.json / val.json / test.json [default: DATASET/splits].")
+@click.option("--follow-outside-links", is_flag=True,
+              help="Read videos that are symbolic links to files outside DATASET (left out, with a warning, otherwise).")
 @ingest_params_options
 @click.option("--retry-failed", is_flag=True, help="Process videos that failed before once more.")
 @click.option("--wait", is_flag=True, help="With a broker configured: follow progress until done.")
@@ -32,7 +34,7 @@ from shared.labels import RUN_FAILED
 @click.option("--train-option", "train_options", multiple=True, metavar="KEY=VALUE",
               help="A `train` option for --then-train, e.g. epochs=1 weights=none (repeatable).")
 @json_option
-def ingest_command(dataset, workers, fmt, name, compression, splits, retry_failed, wait, then_train, train_options,
+def ingest_command(dataset, workers, fmt, name, compression, splits, follow_outside_links, retry_failed, wait, then_train, train_options,
                    as_json, **options):
     """Record every video of a dataset folder and turn each into face crops (one task per video)."""
     from orchestrator.jobs import check_train_options, run_ingest
@@ -44,7 +46,8 @@ def ingest_command(dataset, workers, fmt, name, compression, splits, retry_faile
         then = TrainConfig.parse_pairs(list(train_options))
         check_train_options(then)  # bad options fail now, before any video is processed
     result = run_ingest(dataset, params, workers=workers, retry_failed=retry_failed, wait=wait, progress=not as_json,
-                        then_train=then, fmt=fmt, name=name, compression=compression, splits=splits)
+                        then_train=then, fmt=fmt, name=name, compression=compression, splits=splits,
+                        follow_outside_links=follow_outside_links)
     if as_json:
         print_json(result)
     else:

@@ -101,7 +101,8 @@ def evaluate_command(run_id, dataset, part, wait, as_json):
 @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--run", "run_id", help="The run whose model judges (default: the latest finished run).")
 @click.option("--explain", "explain_dir", type=click.Path(path_type=Path), default=None,
-              help="Write one contact sheet PNG per video into DIR: each crop with its Grad-CAM heatmap.")
+              help="Write one contact sheet PNG per video into DIR: each crop with its Grad-CAM heatmap "
+                   "(VIDEO.png, or VIDEO-2.png … when the name is taken: nothing is overwritten).")
 @click.option("--queue", "on_queue", is_flag=True,
               help="Record each video as a judgement and judge it on the `predict` queue (one task per video; "
                    "embedded: local workers); VIDEOS may be folders. A video judged before by the same model "

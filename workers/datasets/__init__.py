@@ -11,7 +11,7 @@ from pathlib import Path
 
 from shared.errors import InputError
 from workers.datasets import celebdf, dfdc, ffpp, folders
-from workers.datasets.base import DatasetScan, DatasetVideo, Format, Identity, check_root
+from workers.datasets.base import DatasetScan, DatasetVideo, Format, Identity, check_links, check_root
 
 # The order is the order in which `--format auto` names the layouts it looked for.
 READERS: dict[str, Format] = {f.name: f for f in (celebdf.FORMAT, ffpp.FORMAT, dfdc.FORMAT, folders.FORMAT)}
@@ -33,12 +33,15 @@ def detect_format(root: Path | str) -> str:
     return found[0]
 
 
-def read_dataset(root: Path | str, format: str = "auto", **options) -> DatasetScan:
+def read_dataset(root: Path | str, format: str = "auto", *, follow_outside_links: bool = False,
+                 **options) -> DatasetScan:
     """Read the dataset in ``root`` as ``format`` ("auto": ``detect_format``). ``options`` (such as
-    FF++'s ``compression`` and ``splits_dir``) go to the readers that take them; others ignore them."""
+    FF++'s ``compression`` and ``splits_dir``) go to the readers that take them; others ignore them.
+    Links to videos outside ``root`` are left out unless ``follow_outside_links`` (``check_links``)."""
     if format == "auto":
         format = detect_format(root)
     reader = READERS.get(format)
     if reader is None:
         raise InputError(f"unknown dataset format {format!r}; choose one of auto, {', '.join(FORMATS)}")
-    return reader.read(root, **{name: options[name] for name in reader.options if name in options})
+    scan = reader.read(root, **{name: options[name] for name in reader.options if name in options})
+    return check_links(scan, follow_outside_links)

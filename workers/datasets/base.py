@@ -8,6 +8,7 @@ is missing) are warnings; a listing that cannot be read at all (invalid JSON) is
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -100,6 +101,37 @@ def videos_in(folder: Path, recursive: bool = False) -> list[Path]:
     paths = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in paths if p.suffix.lower() == VIDEO_SUFFIX and p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def check_links(scan: DatasetScan, follow_outside: bool = False) -> DatasetScan:
+    """Symbolic links, said out loud. A video whose real file lies outside the dataset root (a link
+    to a file or to a folder elsewhere) is left out unless ``follow_outside``; either way a warning
+    gives the count. Links that loop (or point to nothing) cannot be read: a warning counts them."""
+    root = scan.root.resolve()
+    outside = [v for v in scan.videos if not (root / v.rel_path).resolve().is_relative_to(root)]
+    if outside:
+        names = ", ".join(v.rel_path for v in outside[:3]) + (" …" if len(outside) > 3 else "")
+        if follow_outside:
+            scan.warnings.append(f"{len(outside)} videos are links to files outside {root}, followed "
+                                 f"(--follow-outside-links): {names}")
+        else:
+            scan.warnings.append(f"{len(outside)} videos are links to files outside {root}, left out "
+                                 f"(--follow-outside-links reads them): {names}")
+            left_out = {v.rel_path for v in outside}
+            scan.videos = [v for v in scan.videos if v.rel_path not in left_out]
+    broken = []
+    for folder, dirs, files in os.walk(root):  # links to folders are not followed: no walk can loop
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink():
+                try:
+                    path.resolve(strict=True)
+                except (OSError, RuntimeError):  # a loop (RuntimeError before Python 3.13) or a dangling link
+                    broken.append(path.relative_to(root).as_posix())
+    if broken:
+        names = ", ".join(sorted(broken)[:3]) + (" …" if len(broken) > 3 else "")
+        scan.warnings.append(f"{len(broken)} symbolic links loop or point to nothing, skipped: {names}")
+    return scan
 
 
 def rel_to(root: Path, path: Path) -> str:

@@ -7,12 +7,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from db.models import Crop, Dataset, Ingest, Run, SplitMember, Video
 from db.session import session_scope
 from shared.errors import InputError
-from shared.labels import DONE, LABEL_NAMES, RUN_DONE, RUN_FINISHED, RUN_QUEUED, RUN_RUNNING, TEST_LIST_NAME
+from shared.labels import DONE, FINISHED_STATUSES, LABEL_NAMES, RUN_DONE, RUN_FINISHED, RUN_QUEUED, RUN_RUNNING, TEST_LIST_NAME
 from shared.settings import get_settings
 from shared.storage import artifact_locations
 from shared.train_config import TrainConfig, upscale_warning
@@ -38,6 +38,29 @@ def _crop_refs(dataset_id: int) -> list[CropRef]:
         ).all()
     return [CropRef(crop_id, video_id, label, f"{dataset_id}/{group}", official)
             for crop_id, video_id, label, group, official in rows]
+
+
+def _unfinished_videos(dataset_id: int) -> list[tuple[str, str]]:
+    """(relative path, status) of the dataset's videos that are not finished (pending or running)."""
+    with session_scope() as session:
+        return [tuple(row) for row in session.execute(
+            select(Video.rel_path, Video.status)
+            .where(Video.dataset_id == dataset_id, Video.status.not_in(FINISHED_STATUSES))
+            .order_by(Video.rel_path))]
+
+
+def _refuse_unfinished(name: str, unfinished: list[tuple[str, str]]) -> None:
+    counts = {}
+    for _, status in unfinished:
+        counts[status] = counts.get(status, 0) + 1
+    with session_scope() as session:
+        total = session.scalar(select(func.count(Video.id)).join(Dataset, Video.dataset_id == Dataset.id)
+                               .where(Dataset.name == name))
+    raise InputError(
+        f"dataset {name!r}: {len(unfinished)} of {total} videos are not finished "
+        f"({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))}): let its ingest finish "
+        f"(`orchestrator status`; `orchestrator ingest` resumes an interrupted one), or add --partial "
+        f"to train on the {total - len(unfinished)} finished ones")
 
 
 def _ingest_params(dataset_id: int) -> dict | None:
@@ -82,6 +105,13 @@ def plan_run(options: TrainConfig | dict, run_id: str | None = None,
     assignment: dict[int, str] = {}
     by_dataset: dict[str, dict] = {}
     params: dict[str, dict | None] = {}
+    unfinished: dict[str, list[str]] = {}
+    for dataset_id, name, fmt in chosen:
+        pending = _unfinished_videos(dataset_id)
+        if pending and not train_config.partial:
+            _refuse_unfinished(name, pending)
+        if pending:
+            unfinished[name] = [rel_path for rel_path, _ in pending]
     for dataset_id, name, fmt in chosen:
         refs = _crop_refs(dataset_id)
         where = f"dataset {name!r}: " if len(chosen) > 1 or datasets else ""
@@ -100,6 +130,8 @@ def plan_run(options: TrainConfig | dict, run_id: str | None = None,
         params[name] = _ingest_params(dataset_id)
     summary = split_summary(crops, assignment, train_config.split)
     summary["datasets"] = by_dataset
+    if unfinished:  # --partial: what was still being ingested when the split was made
+        summary["unfinished_videos"] = unfinished
     ingest = _common_params(params)
     upscaled = upscale_warning(train_config.image_size, (ingest or {}).get("size"))
     config = {**train_config.as_dict(), "ingest": ingest, "datasets": list(params),

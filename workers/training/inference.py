@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from shared.backbones import BACKBONES
+from shared.errors import InputError
 from workers.training.data import make_dataset
 from workers.training.models import MODEL_NAME_PREFIX, BackbonePreprocessing
 
@@ -45,7 +46,8 @@ def load_model(path: str | Path) -> keras.Model:
     """A trained model for prediction (no optimizer state needed), loaded in Keras' safe mode.
 
     Models saved before preprocessing moved into the model load too: ``model_input`` says so.
-    A file that does not load raises ValueError with one line."""
+    A file that does not load (or that safe mode refuses, e.g. a ``Lambda`` layer) raises
+    InputError, a ValueError, with one line: the CLI prints it and exits 2."""
     try:
         import keras_hub  # noqa: F401 - registers its layers, for models on a keras-hub encoder
     except ImportError:
@@ -54,7 +56,7 @@ def load_model(path: str | Path) -> keras.Model:
         return keras.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types, with multi-line messages
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ValueError(f"cannot load the model {path}: {text}") from exc
+        raise InputError(f"cannot load the model {path}: {text}") from exc
 
 
 def model_input(model: keras.Model) -> ModelInput:

@@ -14,6 +14,8 @@ is acknowledged on receipt (``acks_late=False``, workers/tasks.py) and protected
   ``LeaseSweep`` bootstep in workers/lifecycle.py) and puts them back on the queue, or marks them
   failed after ``TRAIN_MAX_ATTEMPTS`` starts;
   `orchestrator train --resume RUN` does the same for one run;
+- a holder on *this* host whose process no longer exists (Ctrl-C on an embedded `train`) has left
+  for good: its lease is taken back at once instead of after ``TRAIN_LEASE_S`` (``_holder_gone``);
 - Keras's ``BackupAndRestore`` writes the weights and the epoch number at the end of every epoch
   (``DATA_DIR/runs/<run>/checkpoint/``): the next holder starts from the last finished epoch.
 """
@@ -35,7 +37,7 @@ from db.models import Run, utcnow
 from db.session import session_scope
 from shared.errors import InputError
 from shared.labels import RUN_DONE, RUN_FAILED, RUN_QUEUED, RUN_RUNNING
-from shared.process import process_name
+from shared.process import gone_from_this_host, parse_process_name, process_name
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,22 @@ def _expired(now):
     return (Run.status == RUN_RUNNING) & or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < stale)
 
 
+def _holder_gone(worker: str | None) -> bool:
+    """True when the lease's holder is a process of this host that no longer runs."""
+    return gone_from_this_host(*parse_process_name(worker))
+
+
+def _free(session, now):
+    """SQL condition: the run's lease may be taken (expired, or held by a process of this host
+    that is gone; the holder's name is part of the condition, so a new holder is never displaced)."""
+    dead = [worker for (worker,) in session.execute(
+        select(Run.worker).where(Run.status == RUN_RUNNING, Run.worker.is_not(None)).distinct())
+        if _holder_gone(worker)]
+    if not dead:
+        return _expired(now)
+    return or_(_expired(now), (Run.status == RUN_RUNNING) & Run.worker.in_(dead))
+
+
 def claim_run(run_id: str, holder: str | None = None) -> Claim:
     """Take the run's lease if it is free (queued, or its holder went silent) and attempts remain."""
     settings = get_settings()
@@ -74,7 +92,7 @@ def claim_run(run_id: str, holder: str | None = None) -> Claim:
         row = session.execute(
             update(Run)
             .where(Run.id == run_id, Run.attempts < settings.train_max_attempts,
-                   or_(Run.status == RUN_QUEUED, _expired(now)))
+                   or_(Run.status == RUN_QUEUED, _free(session, now)))
             .values(status=RUN_RUNNING, attempts=Run.attempts + 1, heartbeat_at=now, worker=holder,
                     started_at=now, error=None, progress=None)
             .returning(Run.attempts, Run.config, Run.split, Run.created_at)
@@ -85,7 +103,7 @@ def claim_run(run_id: str, holder: str | None = None) -> Claim:
         run = session.get(Run, run_id)
         if run is None:
             raise LookupError(f"no run {run_id}")
-        if run.status == RUN_RUNNING and run.heartbeat_at is not None and not _is_expired(run, now):
+        if _held(run, now):
             return Claim(False, run.status, run.attempts, reason=f"held by {run.worker}")
         if run.status in (RUN_QUEUED, RUN_RUNNING):  # free, but no attempt left
             give_up(session, run_id, run.attempts)
@@ -103,6 +121,22 @@ def _age_s(run: Run, now) -> float:
 
 def _is_expired(run: Run, now) -> bool:
     return _age_s(run, now) > get_settings().train_lease_s
+
+
+def abandoned_run(run_id: str) -> str | None:
+    """The holder's name when the run is ``running`` under a process of this host that no longer
+    runs: the task ended (or died) without recording an outcome, e.g. on a full disk (None otherwise)."""
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is not None and run.status == RUN_RUNNING and _holder_gone(run.worker):
+            return run.worker
+    return None
+
+
+def _held(run: Run, now) -> bool:
+    """The run is running under a live lease."""
+    return (run.status == RUN_RUNNING and run.heartbeat_at is not None and not _is_expired(run, now)
+            and not _holder_gone(run.worker))
 
 
 def give_up(session, run_id: str, attempts: int) -> None:
@@ -195,13 +229,14 @@ def take_back_expired_runs(send: Callable[[str, dict], object]) -> list[str]:
     settings = get_settings()
     now = utcnow()
     with session_scope() as session:
+        free = _free(session, now)
         spent = session.execute(
-            select(Run.id, Run.attempts).where(_expired(now), Run.attempts >= settings.train_max_attempts)
+            select(Run.id, Run.attempts).where(free, Run.attempts >= settings.train_max_attempts)
         ).all()
         for run_id, attempts in spent:
             give_up(session, run_id, attempts)
         taken = session.execute(
-            update(Run).where(_expired(now), Run.attempts < settings.train_max_attempts)
+            update(Run).where(free, Run.attempts < settings.train_max_attempts)
             .values(status=RUN_QUEUED, worker=None).returning(Run.id, Run.config)
         ).all()
     for run_id, config in taken:
@@ -222,7 +257,7 @@ def take_back_run(run_id: str, send: Callable[[str, dict], object]) -> str:
             raise InputError(f"run {run_id} is already done")
         if run.status == RUN_FAILED:
             raise InputError(f"run {run_id} failed ({run.error}): start a new run")
-        if run.status == RUN_RUNNING and run.heartbeat_at is not None and not _is_expired(run, now):
+        if _held(run, now):
             raise InputError(f"run {run_id} is held by {run.worker} (heartbeat {_age_s(run, now):.0f} s ago, "
                              f"lease {get_settings().train_lease_s:.0f} s): not taken back")
         if run.attempts >= get_settings().train_max_attempts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -25,6 +26,8 @@ CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "te
 TENSORBOARD_DIR = "tensorboard"
 # TensorBoard scalars: per epoch, and every this many training batches.
 TENSORBOARD_EVERY_BATCHES = 10
+
+log = logging.getLogger(__name__)
 
 
 def run_dir(run_id: str) -> Path:
@@ -247,9 +250,13 @@ def _write_artifacts(out_dir: Path, split: dict, fitted: dict, scores: Scores, *
 
 def _record_failure(run_id: str, exc: BaseException) -> None:
     message = " ".join(str(exc).split()) or type(exc).__name__
-    with session_scope() as session:
-        session.execute(update(Run).where(Run.id == run_id, Run.worker == process_name()).values(
-            status=RUN_FAILED, error=f"{type(exc).__name__}: {message}"[:2000], finished_at=utcnow()))
+    try:
+        with session_scope() as session:
+            session.execute(update(Run).where(Run.id == run_id, Run.worker == process_name()).values(
+                status=RUN_FAILED, error=f"{type(exc).__name__}: {message}"[:2000], finished_at=utcnow()))
+    except Exception as db_exc:  # a full disk fails both: the run stays running under a gone holder, resumable
+        log.error("run %s failed (%s: %s) and the failure could not be recorded: %s",
+                  run_id, type(exc).__name__, message, db_exc)
 
 
 def _tensorboard_callbacks(log_dir: Path) -> list:
