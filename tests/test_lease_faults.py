@@ -119,7 +119,10 @@ def test_a_gpu_worker_killed_mid_epoch_its_run_resumes_on_another_from_the_check
     assert len(re.findall(r"Task train\.fit\[[-0-9a-f]+\] received", second.log())) == 1
     assert not checkpoint.parent.exists()  # removed once the run is recorded
     retaken_s = (row.started_at - killed_at).total_seconds()
-    assert LEASE_S <= retaken_s <= LEASE_S + 60, retaken_s
+    # The holder was a process of this host and is gone: the second worker's first sweep takes the
+    # run back without waiting for the lease to expire (#19 item 7); a holder on another host would
+    # keep it LEASE_S after its last heartbeat (tests/test_lease.py).
+    assert 0 < retaken_s <= LEASE_S + 60, retaken_s
     fault_report.update(lease_s=LEASE_S, heartbeat_s=HEARTBEAT_S, epochs=EPOCHS, attempts=row.attempts,
                         resumed_from_epoch=row.resumed_from_epoch, kill_to_taken_back_s=round(retaken_s, 1),
                         kill_to_done_s=round((row.finished_at - killed_at).total_seconds(), 1),
