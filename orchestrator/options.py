@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from shared.train_config import option_fields
+from dataclasses import fields
+
+from shared.train_config import TrainConfig, option_fields
 
 _CLICK_TYPES = {"int": int, "float": float, "str": str}
 
@@ -23,3 +25,11 @@ def train_config_options(command):
             option = click.option(flag, f.name, type=kind, default=f.default, show_default=True, help=meta["help"])
         command = option(command)
     return command
+
+
+def aggregate_option(command):
+    """--aggregate for the commands that read a finished run (report, evaluate, predict): the
+    TrainConfig field's choices, no default (the run's own rule)."""
+    f = next(f for f in fields(TrainConfig) if f.name == "aggregate")
+    return click.option("--aggregate", type=click.Choice(f.metadata["choices"], case_sensitive=False), default=None,
+                        help=f.metadata["help"] + " [default: the run's own]")(command)

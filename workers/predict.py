@@ -19,22 +19,25 @@ def load_run_model(model_path: str | Path):
 
 
 def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams, threshold: float = 0.5,
-                detector=None, explain_dir: Path | str | None = None) -> dict:
-    """{"video", "fake_probability", "label", "faces", "threshold", "crop_probabilities"}, and
-    "explanation" (the contact sheet's path) with ``explain_dir``; no verdict when no face is found.
+                detector=None, explain_dir: Path | str | None = None, aggregate: str = "mean") -> dict:
+    """{"video", "fake_probability", "label", "faces", "threshold", "aggregate", "crop_probabilities"},
+    and "explanation" (the contact sheet's path) with ``explain_dir``; no verdict when no face is found.
 
-    The verdict: fake when the mean fake probability of the crops is >= ``threshold`` (the run's,
+    The verdict: fake when the video's score under ``aggregate`` (workers/training/aggregate.py;
+    mean: the mean fake probability of the crops) is >= ``threshold`` (the run's for that rule,
     chosen on its validation part)."""
+    from workers.training.aggregate import video_scores
     from workers.training.fit import predict_probabilities
 
     crops = extract_face_crops(path, params, detector=detector).crops
     result = {"video": str(path), "fake_probability": None, "label": None, "faces": len(crops),
-              "threshold": threshold, "crop_probabilities": []}
+              "threshold": threshold, "aggregate": aggregate, "crop_probabilities": []}
     if not crops:
         return result
     images = np.stack([cv2.cvtColor(c.image_bgr, cv2.COLOR_BGR2RGB) for c in crops])
     probabilities = predict_probabilities(model, images, backbone=backbone)
-    probability = float(np.mean(probabilities))
+    probability = float(video_scores([0] * len(crops), probabilities, rule=aggregate,
+                                     frames=[c.frame_index for c in crops]).scores[0])
     label = "fake" if probability >= threshold else "real"
     result.update(fake_probability=round(probability, 6), label=label,
                   crop_probabilities=[round(float(p), 6) for p in probabilities])
@@ -51,16 +54,21 @@ def judge_video(path: Path | str, model, *, backbone: str, params: IngestParams,
     return result
 
 
-def judge_videos(videos: list[Path | str], run, explain_dir: Path | str | None = None) -> list[dict]:
+def judge_videos(videos: list[Path | str], run, explain_dir: Path | str | None = None,
+                 aggregate: str | None = None) -> list[dict]:
     """Every video judged by a finished run's model, with the ingest parameters its crops were made
-    with (recorded in the run's config) and its verdict threshold (``judge_video``)."""
+    with (recorded in the run's config) and its verdict threshold (``judge_video``) for the video
+    rule ``aggregate`` (default: the run's own)."""
     params = IngestParams.from_dict(run.config.get("ingest"))
     model = load_run_model(run.artifacts["model"])
+    aggregate = aggregate or run.config.get("aggregate", "mean")
+    stored = ((run.metrics or {}).get("aggregations") or {}).get(aggregate) or {}
+    threshold = stored.get("threshold", run.config.get("threshold", 0.5))
     results = []
     for path in videos:
         try:
             results.append(judge_video(path, model, backbone=run.config["backbone"], params=params,
-                                       threshold=run.config.get("threshold", 0.5), explain_dir=explain_dir))
+                                       threshold=threshold, explain_dir=explain_dir, aggregate=aggregate))
         except VideoError as exc:
             raise VideoError(f"{path}: {exc}") from None
     return results

@@ -230,3 +230,18 @@ def recompute_from_files(run_dir: Path, rule: str, *, val_file: str = "val_predi
     val = read_predictions(val_path) if val_path.is_file() else None
     test = read_predictions(run_dir / test_file)
     return aggregation_metrics(val, test, fallback=fallback, rules=[check_rule(rule)])[rule]
+
+
+def scored_at_run_thresholds(paths, video_ids, labels, probabilities, run_metrics: dict,
+                             rules: Sequence[str] = AGGREGATIONS) -> dict:
+    """rule -> video metrics of these crops at the run's threshold for that rule (an evaluation on
+    another dataset judges as the run would; a run that stored no such rule: its one threshold)."""
+    frames = [f"{v}:{frame_of(p)}" for v, p in zip(video_ids, paths)]
+    stored = run_metrics.get("aggregations") or {}
+    result = {}
+    for rule in rules:
+        threshold = (stored.get(rule) or {}).get("threshold", run_metrics.get("threshold", 0.5))
+        result[rule] = {"threshold": threshold,
+                        "threshold_rule": (stored.get(rule) or {}).get("threshold_rule", run_metrics.get("threshold_rule")),
+                        **video_metrics(video_ids, probabilities, labels, rule=rule, threshold=threshold, frames=frames)}
+    return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from shared.process import process_name
 from shared.settings import get_settings
 
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "test_predictions.csv"
+VAL_PREDICTIONS_FILE = "val_predictions.csv"  # every validation crop's probability: thresholds per aggregation
 TENSORBOARD_DIR = "tensorboard"
 # TensorBoard scalars: per epoch, and every this many training batches.
 TENSORBOARD_EVERY_BATCHES = 10
@@ -83,11 +83,14 @@ def describe_progress(event: dict | None) -> str:
 def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = None) -> dict:
     """Train on the run's train part (validation for checkpoint choice), score the test part
     once, write every artifact into DATA_DIR/runs/<run_id>/, and record the outcome."""
-    from workers.training.evaluate import compute_metrics, video_scores
+    import numpy as np
+
+    from workers.training.aggregate import aggregation_metrics, read_predictions, with_aggregation, write_predictions
+    from workers.training.evaluate import compute_metrics
     from workers.training.fit import load_model, predict_probabilities, train
     from workers.training.plots import plot_confusion_matrix, plot_history, plot_roc
     from workers.training.report_html import write_report_html
-    from workers.training.threshold import choose_threshold, run_warnings
+    from workers.training.threshold import run_warnings
 
     # --- lease (workers/training/lease.py): one holder at a time, heartbeats, resume from a checkpoint
     from workers.training import lease as leases
@@ -109,38 +112,58 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
         split = load_split(run_id)
         (out_dir / CONFIG_FILE).write_text(json.dumps({"run_id": run_id, **config, "split": split_info}, indent=2))
         tensorboard = _tensorboard_callbacks(out_dir / TENSORBOARD_DIR)
+        landmarks = None
+        if config.get("fakes", "real") != "real":
+            from workers.training.sbi import split_landmarks
+
+            landmarks = (split_landmarks(run_id, "train", config), split_landmarks(run_id, "val", config))
         fitted = train(split["train"]["paths"], split["train"]["labels"], split["val"]["paths"],
                        split["val"]["labels"], config, out_dir, on_progress=progress,
-                       extra_callbacks=tensorboard + leases.training_callbacks(out_dir, lease))
+                       extra_callbacks=tensorboard + leases.training_callbacks(out_dir, lease), landmarks=landmarks)
         progress({"phase": "evaluate"})
         model = load_model(fitted["model_path"])
         val, test = split["val"], split["test"]
         # The threshold is chosen on the validation videos, never on the test set.
         val_probabilities = predict_probabilities(model, val["paths"], batch_size=config["batch_size"])
-        val_videos = video_scores(val["video_ids"], val_probabilities, val["labels"])
-        chosen = choose_threshold(val_videos.labels, val_videos.probabilities,
-                                  fallback=float(config.get("threshold", 0.5)))
+        if landmarks is not None:  # validation also holds the pseudo-fakes of its real videos
+            from workers.training.sbi import scored_pseudo_fakes
+
+            pseudo = scored_pseudo_fakes(val, landmarks[1], image_size=config["image_size"], seed=config["seed"])
+            val = {key: list(val[key]) + pseudo[key] for key in ("paths", "labels", "video_ids")}
+            val_probabilities = np.concatenate([val_probabilities, predict_probabilities(
+                model, pseudo["images"], batch_size=config["batch_size"])])
         probabilities = predict_probabilities(model, test["paths"], batch_size=config["batch_size"])
+        write_predictions(out_dir / VAL_PREDICTIONS_FILE, val["paths"], val["video_ids"], val["labels"], val_probabilities)
+        write_predictions(out_dir / PREDICTIONS_FILE, test["paths"], test["video_ids"], test["labels"], probabilities)
+        # Video scores under every rule, each with its threshold chosen on validation, from the stored crops.
+        rule = config.get("aggregate", "mean")
+        aggregations = aggregation_metrics(read_predictions(out_dir / VAL_PREDICTIONS_FILE),
+                                           read_predictions(out_dir / PREDICTIONS_FILE),
+                                           fallback=float(config.get("threshold", 0.5)), seed=config["seed"])
+        chosen = aggregations[rule]
         metrics = compute_metrics(test["labels"], probabilities, test["video_ids"], threshold=chosen["threshold"])
         warnings = run_warnings(test_labels=test["labels"], test_probabilities=probabilities,
                                 val_labels=val["labels"], val_probabilities=val_probabilities,
-                                train_labels=split["train"]["labels"])
-        if chosen["warning"] and not any(w.startswith(("ONE-CLASS VALIDATION", "EMPTY VALIDATION")) for w in warnings):
-            warnings.append(chosen["warning"])
+                                train_labels=fitted["train_labels"])
+        one_class = any(w.startswith(("ONE-CLASS VALIDATION", "EMPTY VALIDATION")) for w in warnings)
+        warnings += [w for w in chosen["warnings"] if not (one_class and w.startswith("threshold not chosen"))]
         val_metrics = compute_metrics(val["labels"], val_probabilities, val["video_ids"], threshold=chosen["threshold"])
         metrics.update(
-            threshold_rule=chosen["rule"],
+            threshold_rule=chosen["threshold_rule"],
             val_video_balanced_accuracy=chosen["balanced_accuracy"],
-            val_auc=val_metrics["auc"], val_video_auc=val_metrics["video_auc"],
-            warnings=warnings,
+            val_auc=val_metrics["auc"], val_video_auc=chosen["val_video_auc"],
+            warnings=warnings, aggregations=aggregations,
         )
+        metrics = with_aggregation(metrics, rule)
+        if fitted.get("sbi"):
+            sbi = fitted["sbi"]
+            metrics["pseudo_fakes"] = {
+                "per_epoch": sbi["pseudo_fakes_per_epoch"], "epochs_run": fitted["epochs_run"],
+                "train_made": sbi["pseudo_fakes_per_epoch"] * fitted["epochs_run"],
+                "validation": sbi["val_pseudo_fakes"]}
         metrics["train_images_per_s"] = fitted["train_images_per_s"]
         metrics["best_epoch"], metrics["epochs_run"] = fitted["best_epoch"], fitted["epochs_run"]
 
-        with open(out_dir / PREDICTIONS_FILE, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["crop_path", "video_id", "label", "fake_probability"])
-            writer.writerows(zip(test["paths"], test["video_ids"], test["labels"], probabilities.tolist()))
         plots = [
             plot_history(fitted["history"], out_dir / "history.png"),
             plot_confusion_matrix(metrics["confusion_matrix"], out_dir / "confusion_matrix.png",
@@ -150,7 +173,7 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
             plot_roc(test["labels"], probabilities, out_dir / "roc.png"),
         ]
         (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-        config = {**config, **fitted["config"], "threshold": chosen["threshold"], "threshold_rule": chosen["rule"]}
+        config = {**config, **fitted["config"], "threshold": chosen["threshold"], "threshold_rule": chosen["threshold_rule"]}
         (out_dir / CONFIG_FILE).write_text(json.dumps({"run_id": run_id, **config, "split": split_info}, indent=2))
         artifacts = {
             "dir": str(out_dir),
@@ -159,6 +182,8 @@ def execute_run(run_id: str, forward_progress: Callable[[dict], None] | None = N
             "metrics": str(out_dir / METRICS_FILE),
             "history": str(out_dir / "history.csv"),
             "predictions": str(out_dir / PREDICTIONS_FILE),
+            "val_predictions": str(out_dir / VAL_PREDICTIONS_FILE),
+            "sbi_examples": (fitted.get("sbi") or {}).get("examples"),
             "plots": [str(p) for p in plots],
             "tensorboard": str(out_dir / TENSORBOARD_DIR) if tensorboard else None,
             "report_html": str(out_dir / "report.html"),

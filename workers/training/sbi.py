@@ -342,3 +342,46 @@ def write_examples(images: np.ndarray, labels: np.ndarray, landmarks: np.ndarray
     figure.tight_layout()
     figure.savefig(str(path), dpi=80)
     return Path(path)
+
+
+def sbi_inputs(train_paths, train_labels, val_paths, val_labels, landmarks, *, fakes: str, image_size: int,
+               batch_size: int, seed: int, out_dir: Path | None = None) -> dict:
+    """fit.train's datasets for ``--fakes sbi|both``: {"train", "val" (None without validation
+    crops), "train_labels" (one epoch's, pseudo-fakes included), "pseudo_fakes_per_epoch",
+    "val_pseudo_fakes", "examples" (the sheet's path in ``out_dir``, or None)}.
+    ``landmarks``: (train, val) arrays from ``split_landmarks``."""
+    from workers.training.data import make_dataset
+
+    train_landmarks, val_landmarks = landmarks
+    images = load_images(train_paths, image_size)
+    labels = np.asarray(train_labels, dtype=np.float32)
+    made = training_dataset(images, labels, train_landmarks, batch_size=batch_size, seed=seed)
+    if not made.pseudo_fakes:
+        raise ValueError("--fakes sbi: no training crop of a real video has landmarks to blend with "
+                         "(ingest records them from the detector)")
+    examples = write_examples(images, labels, train_landmarks, Path(out_dir) / EXAMPLES_FILE, seed=seed) \
+        if out_dir is not None else None
+    val, val_pseudo = None, 0
+    if len(val_paths):
+        val_images, val_out_labels, _ = validation_arrays(load_images(val_paths, image_size),
+                                                          np.asarray(val_labels), val_landmarks, seed,
+                                                          keep_fakes=fakes == "both")
+        val_pseudo = int(len(val_out_labels) - np.sum(np.asarray(val_labels) == 0)
+                         - (np.sum(np.asarray(val_labels) == 1) if fakes == "both" else 0))
+        val = make_dataset(val_images, val_out_labels, batch_size=batch_size, training=False, image_size=image_size)
+    return {"train": made.dataset, "val": val, "train_labels": made.labels.astype(int),
+            "pseudo_fakes_per_epoch": made.pseudo_fakes, "val_pseudo_fakes": val_pseudo,
+            "examples": str(examples) if examples else None}
+
+
+def scored_pseudo_fakes(val: dict, val_landmarks: np.ndarray, *, image_size: int, seed: int) -> dict:
+    """The validation pseudo-fakes training validated on (same seeds), as a part the run scores to
+    choose its threshold: {"images", "paths" ("sbi:" + the crop's path), "labels" (1), "video_ids"
+    (minus the real video's id: a pseudo-fake video of its own)}."""
+    labels = np.asarray(val["labels"])
+    real = np.flatnonzero(labels == 0)
+    images = load_images([val["paths"][i] for i in real], image_size)
+    fakes, made_from = validation_pseudo_fakes(images, val_landmarks[real], seed)
+    sources = real[made_from]
+    return {"images": fakes, "paths": [f"sbi:{val['paths'][i]}" for i in sources],
+            "labels": [1] * len(sources), "video_ids": [-int(val["video_ids"][i]) for i in sources]}
