@@ -123,3 +123,24 @@ def test_validation_holds_reals_their_pseudo_fakes_and_real_fakes_only_when_aske
     assert both_labels.tolist() == [0, 0, 1, 1, 1, 1] and both_source.tolist() == [0, 1, 2, 3, 0, 1]
     sheet = write_examples(images, labels, landmarks, tmp_path / "sheet.png", seed=0)
     assert sheet.is_file() and cv2.imread(str(sheet)).shape[1] > 400
+
+
+def test_sbi_split_keeps_fakes_out_of_training_and_in_the_test_part():
+    from workers.planning.split import (CropRef, drop_training_fakes, fake_videos_by_part, split_crops,
+                                        split_summary)
+
+    crops = []
+    for identity in range(10):
+        for video, label in ((identity * 2, 0), (identity * 2 + 1, 1)):  # a real video and a fake made from it
+            crops += [CropRef(video * 10 + k, video, label, f"id{identity}", False) for k in range(3)]
+    assignment = split_crops(crops, "video", test_size=0.3, val_size=0.2, seed=1)
+    kept, kept_assignment, dropped = drop_training_fakes(crops, assignment)
+    counts = fake_videos_by_part(kept, kept_assignment)
+    assert counts["train_fake_videos"] == counts["val_fake_videos"] == 0
+    assert counts["test_fake_videos"] == fake_videos_by_part(crops, assignment)["test_fake_videos"] > 0
+    assert dropped == 10 - counts["test_fake_videos"]
+    summary = split_summary(kept, kept_assignment, "video")
+    assert summary["shared_videos"] == summary["shared_sources"] == 0 and summary["train_videos"] > 0
+    # Every real crop stays where the split put it.
+    assert all(kept_assignment[c.crop_id] == assignment[c.crop_id] for c in kept if c.label == 0)
+    assert len([c for c in kept if c.label == 0]) == len([c for c in crops if c.label == 0])
