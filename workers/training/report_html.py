@@ -21,9 +21,10 @@ RUN_IMAGES = (
     ("roc.png", "ROC curve of the test crops, with the equal error rate"),
     ("video_confusion_matrix.png", "Confusion matrix of the test videos, at the run's threshold"),
     ("confusion_matrix.png", "Confusion matrix of the test crops, at the run's threshold"),
-    ("sbi_examples.png", "What the model is trained to find: real crops beside their self-blended pseudo-fakes "
-                         "and the blend masks (--fakes sbi)"),
 )
+# `train --fakes sbi|both`: real training crops beside their pseudo-fakes (workers/training/sbi.py).
+SBI_IMAGE = ("sbi_examples.png", "What the model is trained to find: real crops beside their self-blended "
+                                 "pseudo-fakes and the blend masks")
 THRESHOLD_FREE = (("auc", "ROC AUC"), ("ap", "average precision"), ("eer", "equal error rate"))
 AT_THRESHOLD = (("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
                 ("loss", "log loss"))
@@ -120,6 +121,7 @@ def render_report_html(report: dict, run_dir: str | Path, evaluations: Iterable[
                      "left the training side); self-blended pseudo-fakes: "
                      f"{e(str(made.get('per_epoch')))} per epoch, {e(str(made.get('train_made')))} made over "
                      f"{e(str(made.get('epochs_run')))} epochs, {e(str(made.get('validation')))} in validation.</p>")
+        parts.append(_figure(run_dir / SBI_IMAGE[0], SBI_IMAGE[1]))
 
     parts.append("<h2>Curves</h2>")
     for name, caption in RUN_IMAGES:
