@@ -118,6 +118,10 @@ def test_stored_predictions_recompute_any_rule(tmp_path):
     assert mean["video_auc"] == highest["video_auc"] == 1.0
     # Mean scores 0.2 / 0.55, max-over-faces 0.3 / 0.9: each threshold sits in its own gap.
     assert mean["threshold"] == pytest.approx(0.375) and highest["threshold"] == pytest.approx(0.6)
-    metrics = {"video_auc": 0.5, "threshold": 0.5, "aggregations": {"max": highest}}
-    assert with_aggregation(metrics, "max")["threshold"] == pytest.approx(0.6)
+    metrics = {"video_auc": 0.5, "threshold": 0.5, "warnings": ["CONSTANT MODEL: x", "SMALL VALIDATION: mean"],
+               "aggregations": {"max": highest}}
+    chosen = with_aggregation(metrics, "max")
+    assert chosen["threshold"] == pytest.approx(0.6) and chosen["aggregate"] == "max"
+    assert chosen["warnings"][0] == "CONSTANT MODEL: x" and "the max threshold" in chosen["warnings"][1]
+    assert len(chosen["warnings"]) == 2
     assert with_aggregation(metrics, "confident") is metrics

@@ -38,6 +38,7 @@ BOOTSTRAP_RESAMPLES = 200
 # Crop files are named f<frame>_<face>.png by the ingest (workers.ingest.crop_file_name).
 _CROP_NAME = re.compile(r"f(\d+)_(\d+)\.png$")
 PREDICTION_COLUMNS = ["crop_path", "video_id", "label", "fake_probability"]
+_THRESHOLD_WARNINGS = ("SMALL VALIDATION", "threshold not chosen")
 
 
 class VideoScores(NamedTuple):
@@ -195,6 +196,9 @@ def with_aggregation(metrics: dict, rule: str) -> dict:
     out = {**metrics, **{k: v for k, v in stored.items() if k.startswith("video_") or k == "n_videos"}}
     out.update(aggregate=rule, threshold=stored.get("threshold", metrics.get("threshold")),
                threshold_rule=stored.get("threshold_rule", metrics.get("threshold_rule")))
+    if "warnings" in stored:  # what validation said about this rule's threshold, not the run's own rule's
+        kept = [w for w in metrics.get("warnings") or [] if not w.startswith(_THRESHOLD_WARNINGS)]
+        out["warnings"] = kept + list(stored["warnings"])
     return out
 
 
