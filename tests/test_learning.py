@@ -86,7 +86,7 @@ def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
                            "--explain", str(tmp_path / "why")], env)
 
     assert judged[-1] == {"video": str(blank), "fake_probability": None, "label": None, "faces": 0,
-                          "threshold": report["config"]["threshold"], "crop_probabilities": []}
+                          "threshold": report["config"]["threshold"], "aggregate": "mean", "crop_probabilities": []}
     for rel, result in zip(chosen, judged):
         assert result["faces"] == len(by_video[rel]), rel
         assert sorted(result["crop_probabilities"]) == pytest.approx(sorted(by_video[rel]), abs=1e-4), rel
