@@ -298,7 +298,8 @@ def finished_run(run_id: str | None, doing: str):
     return run
 
 
-def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: Path | None = None):
+def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: Path | None = None,
+                   aggregate: str | None = None):
     """(run, [{"video", "fake_probability", "label", "faces"}, ...]); a video that cannot be read
     comes back as {"video", "label": None, "error"}; InputError when none can be read."""
     from workers.video import VideoError, open_video
@@ -329,7 +330,8 @@ def predict_videos(videos: list[Path], run_id: str | None = None, explain_dir: P
     from workers.predict import judge_videos
 
     try:
-        return run, judge_videos(videos, run, explain_dir=explain_dir) + unreadable  # judged, then not
+        judged = judge_videos(videos, run, explain_dir=explain_dir, aggregate=aggregate)
+        return run, judged + unreadable  # judged, then not
     except VideoError as exc:
         raise InputError(str(exc)) from None
 

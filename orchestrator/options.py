@@ -3,10 +3,12 @@ shared/ingest_params.py)."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import click
 
 from shared import ingest_params
-from shared.train_config import field_type, option_fields, option_flag
+from shared.train_config import TrainConfig, field_type, option_fields, option_flag
 
 
 def train_config_options(command):
@@ -42,3 +44,11 @@ def ingest_params_options(command):
             option = click.option(flag, f.name, type=kind, default=None, help=text)
         command = option(command)
     return command
+
+
+def aggregate_option(command):
+    """--aggregate for the commands that read a finished run (report, evaluate, predict): the
+    TrainConfig field's choices, no default (the run's own rule)."""
+    f = next(f for f in fields(TrainConfig) if f.name == "aggregate")
+    return click.option("--aggregate", type=click.Choice(f.metadata["choices"], case_sensitive=False), default=None,
+                        help=f.metadata["help"] + " [default: the run's own]")(command)

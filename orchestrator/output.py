@@ -132,14 +132,17 @@ def format_report(report: dict) -> str:
         names = [f"{dataset}/{video}" for dataset, videos in unfinished.items() for video in videos]
         lines.append(f"--partial: trained while {len(names)} videos were unfinished: "
                      + ", ".join(names[:5]) + (f" … (+{len(names) - 5}; `report --json` lists them)" if len(names) > 5 else ""))
+    if s.get("fakes") in ("sbi", "both"):
+        lines.append(format_fakes(s, m))
     if report["status"] == RUN_DONE:
         if c.get("datasets"):
             lines.insert(1, f"datasets: {', '.join(escape_name(d) for d in c['datasets'])}")
         warnings = m.get("warnings") or []
         lines += [f"WARNING: {escape_name(w)}" for w in warnings]
+        rule = m.get("aggregate") or c.get("aggregate") or "mean"
         lines += [
-            f"test videos ({m.get('n_videos')}): auc {num(m.get('video_auc'))}  ap {num(m.get('video_ap'))}  "
-            f"eer {num(m.get('video_eer'))}   (threshold-free)",
+            f"test videos ({m.get('n_videos')}, {rule} of crops): auc {num(m.get('video_auc'))}  "
+            f"ap {num(m.get('video_ap'))}  eer {num(m.get('video_eer'))}   (threshold-free)",
             f"test crops ({m.get('n')}):  auc {num(m.get('auc'))}  ap {num(m.get('ap'))}  eer {num(m.get('eer'))}  "
             f"loss {num(m.get('loss'))}",
             f"threshold {num(m.get('threshold'))}: {m.get('threshold_rule') or 'fixed'}",
@@ -154,9 +157,29 @@ def format_report(report: dict) -> str:
             lines.append(f"report: {escape_name(report['artifacts']['report_html'])}   "
                          f"tensorboard --logdir {escape_name(Path(report['artifacts']['dir']).parent)}")
         lines += [format_evaluation(e, short=True) for e in report.get("evaluations", [])]
+        if report.get("published"):
+            from shared.published import format_comparison
+
+            lines.append("beside the published numbers of the same train -> test pair:")
+            for entry in report["published"]:
+                lines += ["  " + line for line in format_comparison(entry)]
     elif report.get("error"):
         lines.append(f"error: {escape_name(report['error'])}")
     return "\n".join(lines)
+
+
+def format_fakes(split: dict, metrics: dict) -> str:
+    """What the training side learnt fakes from: `train --fakes sbi|both`."""
+    text = (f"fakes {split['fakes']}: the training part holds {split.get('train_fake_videos')} fake videos "
+            f"(validation {split.get('val_fake_videos')}, test {split.get('test_fake_videos')}")
+    if split.get("dropped_fake_videos"):
+        text += f"; {split['dropped_fake_videos']} left the training side"
+    text += ")"
+    made = metrics.get("pseudo_fakes")
+    if made:
+        text += (f"; self-blended pseudo-fakes: {made['per_epoch']} per epoch, {made['train_made']} made over "
+                 f"{made['epochs_run']} epochs, {made['validation']} in validation")
+    return text
 
 
 def format_runs(rows: list[dict]) -> str:

@@ -20,6 +20,11 @@ from shared.settings import parse_bool
 
 SPLIT_STRATEGIES = ("video", "official", "frame")
 CLASS_WEIGHTS = ("balanced", "none")
+# What the training side holds (workers/training/sbi.py): the datasets' real and fake videos; real
+# videos only, each crop also blended into a pseudo-fake of itself (SBI); or both kinds of fakes.
+FAKES = ("real", "sbi", "both")
+# How a video's crop probabilities become its score (workers/training/aggregate.py).
+AGGREGATIONS = ("mean", "max", "confident")
 
 
 def _auto_or_bool(value) -> str | bool:
@@ -113,6 +118,13 @@ class TrainConfig:
     partial: bool = field(default=False, metadata=_option(
         "Train although some videos of the datasets are not finished (an ingest is under way, or was "
         "interrupted): on the crops made so far. The run records which videos were unfinished."))
+    fakes: str = field(default="real", metadata=_option(
+        "Fakes to learn from: real (the datasets' fake videos); sbi (real videos only, each crop also "
+        "self-blended into a pseudo-fake from its landmarks); both.", choices=FAKES))
+    aggregate: str = field(default="mean", metadata=_option(
+        "Video score from its crops: mean; max (per frame the max over faces, then the mean, as SBI); "
+        "confident (the DFDC winner's rule). The threshold is chosen on validation for each.",
+        choices=AGGREGATIONS))
     # Decoded crops kept between epochs: "memory" (49 KB a crop), "none" (decode every epoch), or a
     # local directory for tf.data's file cache (a 100x Celeb-DF needs ~120 GB: see docs/scaling.md).
     cache: str = field(default="memory", metadata=_option(

@@ -132,6 +132,12 @@ def test_predict_a_directory(env, tmp_path):
     assert_one_line_error(run_cli(["predict", str(tmp_path)], env), 2, "is a directory")
 
 
+def test_predict_on_the_queue_takes_no_other_video_rule(env, tmp_path):
+    """A queued verdict is reused per model, so the queue judges by the run's own rule only."""
+    assert_one_line_error(run_cli(["predict", "--queue", "--aggregate", "max", str(tmp_path)], env), 2,
+                          "--aggregate goes without --queue")
+
+
 def test_read_only_commands_work_on_a_read_only_data_dir(env, tmp_path):
     """An immutable DATA_DIR (chattr +i binds root too; skipped where the filesystem refuses it)."""
     import subprocess

@@ -89,3 +89,20 @@ def test_predict_queue_bad_input_is_one_line_and_exit_2(tmp_path):
         result = run_cli(args, env)
         assert result.returncode == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "data").exists()  # nothing written for bad input
+
+
+def test_a_judgement_records_the_runs_own_video_rule_and_its_threshold(tmp_path):
+    from types import SimpleNamespace
+
+    from workers.planning.judgements import judging_model
+
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"weights")
+    config = {"backbone": "tiny", "threshold": 0.4, "aggregate": "max", "ingest": {"every": 1.0}}
+    metrics = {"aggregations": {"mean": {"threshold": 0.4}, "max": {"threshold": 0.7}}}
+    run = SimpleNamespace(id="r1", artifacts={"model": str(model)}, config=config, metrics=metrics)
+    assert (judging_model(run)["aggregation"], judging_model(run)["threshold"]) == ("max", 0.7)
+
+    older = SimpleNamespace(id="r0", artifacts={"model": str(model)}, metrics={},
+                            config={"backbone": "tiny", "threshold": 0.35})  # a run from before --aggregate
+    assert (judging_model(older)["aggregation"], judging_model(older)["threshold"]) == ("mean", 0.35)

@@ -49,7 +49,9 @@ def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
                                        "video_n_real", "video_n_fake", "epochs_run", "best_epoch")})
     assert report["split"]["shared_videos"] == 0 and report["split"]["shared_sources"] == 0
     assert min(metrics["video_n_real"], metrics["video_n_fake"]) >= MIN_TEST_VIDEOS_PER_CLASS, metrics
-    assert metrics["warnings"] == [], metrics["warnings"]
+    # The demo's ~10 validation videos are too few to trust a threshold: said once, nothing else.
+    other = [w for w in metrics["warnings"] if not w.startswith("SMALL VALIDATION")]
+    assert other == [] and all("bootstrap" in w for w in metrics["warnings"]), metrics["warnings"]
     assert metrics["video_auc"] >= MIN_VIDEO_AUC, {k: metrics[k] for k in ("video_auc", "auc", "video_accuracy")}
     assert 0.0 < report["config"]["threshold"] < 1.0 and report["config"]["threshold_rule"]
 
@@ -61,7 +63,8 @@ def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
     (row,) = run_cli_json(["runs"], env)
     assert row["run_id"] == report["run_id"] and row["video_auc"] == metrics["video_auc"]
     report_text = run_cli(["report"], env).stdout
-    assert "(threshold-free)" in report_text and "WARNING" not in report_text
+    assert "(threshold-free)" in report_text
+    assert all(line.startswith("WARNING: SMALL VALIDATION") for line in report_text.splitlines() if "WARNING" in line)
 
     # The run's own scores of its test crops, per video.
     run_dir = data_dir / "runs" / report["run_id"]
@@ -83,7 +86,7 @@ def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
                            "--explain", str(tmp_path / "why")], env)
 
     assert judged[-1] == {"video": str(blank), "fake_probability": None, "label": None, "faces": 0,
-                          "threshold": report["config"]["threshold"], "crop_probabilities": []}
+                          "threshold": report["config"]["threshold"], "aggregate": "mean", "crop_probabilities": []}
     for rel, result in zip(chosen, judged):
         assert result["faces"] == len(by_video[rel]), rel
         assert sorted(result["crop_probabilities"]) == pytest.approx(sorted(by_video[rel]), abs=1e-4), rel

@@ -117,7 +117,8 @@ def judge_recorded(judgement_id: str, *, force: bool = False) -> dict:
     explain_dir = get_settings().data_dir / "judgements" / row.id if row.explain else None
     try:
         result = judge_video(row.source, model, params=IngestParams.from_dict(row.ingest_params),
-                             threshold=row.threshold, explain_dir=explain_dir, detail=True)
+                             threshold=row.threshold, explain_dir=explain_dir, aggregate=row.aggregation or "mean",
+                             detail=True)
     except VideoError as exc:
         record_judgement_failure(judgement_id, exc)
         return {"id": judgement_id, "status": FAILED, "error": str(exc)}

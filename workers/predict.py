@@ -14,25 +14,29 @@ from workers.video import VideoError
 
 
 def judge_video(path: Path | str, model, *, params: IngestParams, threshold: float = 0.5,
-                detector=None, explain_dir: Path | str | None = None, detail: bool = False) -> dict:
-    """{"video", "fake_probability", "label", "faces", "threshold", "crop_probabilities"}, and
-    "explanation" (the contact sheet's path) with ``explain_dir``; no verdict when no face is found.
+                detector=None, explain_dir: Path | str | None = None, aggregate: str = "mean",
+                detail: bool = False) -> dict:
+    """{"video", "fake_probability", "label", "faces", "threshold", "aggregate", "crop_probabilities"},
+    and "explanation" (the contact sheet's path) with ``explain_dir``; no verdict when no face is found.
     With ``detail``, "scores": each crop's time, frame, face and probability (a judgement's record).
 
-    The verdict: fake when the mean fake probability of the crops is >= ``threshold`` (the run's,
+    The verdict: fake when the video's score under ``aggregate`` (workers/training/aggregate.py;
+    mean: the mean fake probability of the crops) is >= ``threshold`` (the run's for that rule,
     chosen on its validation part)."""
+    from workers.training.aggregate import video_scores
     from workers.training.inference import predict_probabilities
 
     crops = extract_face_crops(path, params, detector=detector).crops
     result = {"video": str(path), "fake_probability": None, "label": None, "faces": len(crops),
-              "threshold": threshold, "crop_probabilities": []}
+              "threshold": threshold, "aggregate": aggregate, "crop_probabilities": []}
     if detail:
         result["scores"] = []
     if not crops:
         return result
     images = np.stack([cv2.cvtColor(c.image_bgr, cv2.COLOR_BGR2RGB) for c in crops])
     probabilities = predict_probabilities(model, images)
-    probability = float(np.mean(probabilities))
+    probability = float(video_scores([0] * len(crops), probabilities, rule=aggregate,
+                                     frames=[c.frame_index for c in crops]).scores[0])
     label = "fake" if probability >= threshold else "real"
     result.update(fake_probability=round(probability, 6), label=label,
                   crop_probabilities=[round(float(p), 6) for p in probabilities])
@@ -67,18 +71,23 @@ def new_sheet_path(explain_dir: Path, stem: str) -> Path:
     raise FileExistsError(f"{explain_dir}: no free name for {stem}.png")
 
 
-def judge_videos(videos: list[Path | str], run, explain_dir: Path | str | None = None) -> list[dict]:
+def judge_videos(videos: list[Path | str], run, explain_dir: Path | str | None = None,
+                 aggregate: str | None = None) -> list[dict]:
     """Every video judged by a finished run's model, with the ingest parameters its crops were made
-    with (recorded in the run's config) and its verdict threshold (``judge_video``)."""
+    with (recorded in the run's config) and its verdict threshold (``judge_video``) for the video
+    rule ``aggregate`` (default: the run's own)."""
     from workers.training.inference import load_model
 
     params = IngestParams.from_dict(run.config.get("ingest"))
     model = load_model(local_copy(run.artifacts["model"]))
+    aggregate = aggregate or run.config.get("aggregate", "mean")
+    stored = ((run.metrics or {}).get("aggregations") or {}).get(aggregate) or {}
+    threshold = stored.get("threshold", run.config.get("threshold", 0.5))
     results = []
     for path in videos:
         try:
             results.append(judge_video(path, model, params=params,
-                                       threshold=run.config.get("threshold", 0.5), explain_dir=explain_dir))
+                                       threshold=threshold, explain_dir=explain_dir, aggregate=aggregate))
         except VideoError as exc:
             raise VideoError(f"{path}: {exc}") from None
     return results

@@ -78,6 +78,12 @@ def evaluate_task(self, evaluation_id: int, summary: str = "") -> dict:
     from workers.training.cross_eval import execute_evaluation
 
     outcome = execute_evaluation(evaluation_id)
+    if not outcome.get("skipped"):
+        from workers.planning.evaluations import evaluation_report
+        from workers.planning.runs import rewrite_report_html
+
+        # The run's page now shows this evaluation, beside the published numbers where the pair is known.
+        rewrite_report_html(evaluation_report(evaluation_id)["run_id"])
     log.info("evaluation %s: %s", evaluation_id, outcome["status"])
     return outcome
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.options import train_config_options
+from orchestrator.options import aggregate_option, train_config_options
 from orchestrator.output import (escape_name, format_evaluation, format_judgement, format_prediction, format_report,
                                  format_runs, json_option, print_json, print_judgements_csv, warn)
 from shared.errors import InputError, WorkFailed
@@ -43,14 +43,24 @@ def train_command(datasets, wait, resume_run, as_json, **options):
 
 @click.command("report")
 @click.argument("run_id", required=False)
+@aggregate_option
+@click.option("--dataset-key", "dataset_keys", multiple=True, metavar="NAME=KEY",
+              help="Name a dataset's place in the published table (shared/published_results.json) when its "
+                   "format and name do not say, e.g. mycdf=celebdf-v2 (repeatable).")
 @json_option
-def report_command(run_id, as_json):
+def report_command(run_id, aggregate, dataset_keys, as_json):
     """Metrics, split, leakage check and artifacts of a run (the latest by default)."""
     from orchestrator.database import open_database
+    from shared.published import parse_dataset_keys
     from workers.planning.runs import find_run, run_report
 
+    keys = parse_dataset_keys(dataset_keys)
     open_database()
-    report = run_report(find_run(run_id))
+    report = run_report(find_run(run_id), aggregate=aggregate and aggregate.lower(), dataset_keys=keys)
+    if keys:  # the user named where the datasets stand: the run's page shows it too
+        from workers.planning.runs import rewrite_report_html
+
+        rewrite_report_html(report["run_id"], dataset_keys=keys)
     if as_json:
         print_json(report)
     else:
@@ -79,12 +89,17 @@ def runs_command(as_json):
               help="all: every video (default for a dataset the run did not train on); test: the run's test "
                    "part (the only one allowed on a dataset it trained on).")
 @click.option("--wait", is_flag=True, help="With a broker configured: follow the evaluation until it ends.")
+@aggregate_option
 @json_option
-def evaluate_command(run_id, dataset, part, wait, as_json):
+def evaluate_command(run_id, dataset, part, wait, aggregate, as_json):
     """Score a run's model (the latest finished by default) on a dataset's crops, on the gpu queue."""
     from orchestrator.jobs import run_evaluation
 
     result = run_evaluation(run_id, dataset, part, wait=wait)
+    if aggregate and result.get("metrics"):  # every rule was scored at the run's threshold for it
+        from workers.training.aggregate import with_aggregation
+
+        result["metrics"] = with_aggregation(result["metrics"], aggregate.lower())
     for message in result.pop("warnings"):
         warn(message)
     if as_json:
@@ -111,15 +126,19 @@ def evaluate_command(run_id, dataset, part, wait, as_json):
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="the CPU count",
               help="With --queue: local worker processes (embedded mode).")
 @click.option("--csv", "as_csv", is_flag=True, help="With --queue: print CSV instead of text.")
+@aggregate_option
 @json_option
-def predict_command(videos, run_id, explain_dir, on_queue, force, workers, as_csv, as_json):
-    """Fake probability of each video: mean over its face crops, made exactly as ingest makes them."""
+def predict_command(videos, run_id, explain_dir, on_queue, force, workers, as_csv, aggregate, as_json):
+    """Fake probability of each video from its face crops (made exactly as ingest makes them) under
+    the run's video rule or --aggregate."""
     if not on_queue:
         if force or as_csv:
             raise InputError("--force and --csv go with --queue")
-        return predict_in_process(videos, run_id, explain_dir, as_json)
+        return predict_in_process(videos, run_id, explain_dir, aggregate, as_json)
     if as_csv and as_json:
         raise InputError("--csv and --json are exclusive")
+    if aggregate:  # a stored verdict is reused by model, so the queue judges by the run's own rule
+        raise InputError("--aggregate goes without --queue (the queue judges by the run's own rule)")
     from orchestrator.judging import predict_on_queue
 
     run, results = predict_on_queue(list(videos), run_id, explain_dir=explain_dir, force=force, workers=workers,
@@ -137,14 +156,16 @@ def predict_command(videos, run_id, explain_dir, on_queue, force, workers, as_cs
         raise WorkFailed(f"{len(failed)} of {len(results)} videos could not be judged")
 
 
-def predict_in_process(videos, run_id, explain_dir, as_json) -> None:
+def predict_in_process(videos, run_id, explain_dir, aggregate, as_json) -> None:
     from orchestrator.jobs import predict_videos
 
-    run, results = predict_videos(list(videos), run_id, explain_dir=explain_dir)
+    run, results = predict_videos(list(videos), run_id, explain_dir=explain_dir, aggregate=aggregate and aggregate.lower())
     if as_json:
         print_json(results)
     else:
-        click.echo(f"run {run.id} ({run.config['backbone']}, threshold {run.config.get('threshold', 0.5):.3f})")
+        judged = next((r for r in results if r.get("aggregate")), {})
+        click.echo(f"run {run.id} ({run.config['backbone']}, {judged.get('aggregate', 'mean')} video score, "
+                   f"threshold {judged.get('threshold', run.config.get('threshold', 0.5)):.3f})")
         for result in results:
             click.echo(format_prediction(result))
     unreadable = [r for r in results if r.get("error")]

@@ -28,8 +28,6 @@ from workers.planning.waiting import poll_until
 QUEUED, RUNNING, DONE, NO_FACE, FAILED = "queued", "running", "done", "no_face", "failed"
 JUDGEMENT_STATUSES = (QUEUED, RUNNING, DONE, NO_FACE, FAILED)
 JUDGEMENT_FINISHED = (DONE, NO_FACE, FAILED)
-# How a video's crops become its probability (workers/predict.py: judge_video).
-AGGREGATION = "mean"
 _CHUNK = 1 << 20
 
 
@@ -65,8 +63,13 @@ def judging_model(run) -> dict:
     path = (run.artifacts or {}).get("model")
     if not path or not Path(path).is_file():
         raise InputError(f"run {run.id}: its model file {path} is missing")
-    return {"run_id": run.id, "backbone": run.config["backbone"], "threshold": float(run.config.get("threshold", 0.5)),
-            "aggregation": AGGREGATION, "model_sha256": model_sha256(path),
+    # How a video's crops become its probability: the run's own rule (workers/training/aggregate.py)
+    # at the threshold it chose on validation for that rule.
+    rule = run.config.get("aggregate", "mean")
+    stored = ((run.metrics or {}).get("aggregations") or {}).get(rule) or {}
+    threshold = float(stored.get("threshold", run.config.get("threshold", 0.5)))
+    return {"run_id": run.id, "backbone": run.config["backbone"], "threshold": threshold,
+            "aggregation": rule, "model_sha256": model_sha256(path),
             "ingest_params": run.config.get("ingest") or {}}
 
 

@@ -19,7 +19,7 @@ from shared.train_config import TrainConfig, upscale_warning
 from workers.celery_app import TRAIN_TASK, app
 from workers.planning.evaluations import run_evaluations
 from workers.planning.ingest import CROP_PARAMS
-from workers.planning.split import CropRef, split_crops, split_summary
+from workers.planning.split import CropRef, drop_training_fakes, fake_videos_by_part, split_crops, split_summary
 from workers.planning.waiting import poll_until
 
 
@@ -124,11 +124,17 @@ def plan_run(options: TrainConfig | dict, run_id: str | None = None,
                                val_size=train_config.val_size, seed=train_config.seed)
         except InputError as exc:
             raise InputError(f"{where}{exc}") from None
+        dropped = 0
+        if train_config.fakes == "sbi":
+            refs, part, dropped = drop_training_fakes(refs, part)
         crops += refs
         assignment.update(part)
-        by_dataset[name] = split_summary(refs, part, train_config.split)
+        by_dataset[name] = {**split_summary(refs, part, train_config.split), **fake_videos_by_part(refs, part),
+                            "dropped_fake_videos": dropped}
         params[name] = _ingest_params(dataset_id)
     summary = split_summary(crops, assignment, train_config.split)
+    summary.update(fake_videos_by_part(crops, assignment), fakes=train_config.fakes,
+                   dropped_fake_videos=sum(d["dropped_fake_videos"] for d in by_dataset.values()))
     summary["datasets"] = by_dataset
     if unfinished:  # --partial: what was still being ingested when the split was made
         summary["unfinished_videos"] = unfinished
@@ -214,9 +220,19 @@ REPORT_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "auc", "ap", 
                   "video_auc", "video_accuracy", "confusion_matrix")
 
 
-def run_report(run: Run) -> dict:
-    """The object `orchestrator report --json` prints."""
+def run_report(run: Run, *, aggregate: str | None = None, dataset_keys: dict[str, str] | None = None) -> dict:
+    """The object `orchestrator report --json` prints. ``aggregate``: video numbers under that rule
+    (workers/training/aggregate.py; recomputed from the run's stored crop probabilities when it did
+    not store the rule) instead of the run's own; ``dataset_keys``: dataset name -> published-table
+    key, for datasets not recognised by format and name."""
+    from workers.training.aggregate import check_rule, with_aggregation
+
     metrics = run.metrics or {}
+    evaluations = run_evaluations([run.id]).get(run.id, [])
+    if aggregate:
+        check_rule(aggregate)
+        metrics = _metrics_for_rule(run, metrics, aggregate)
+        evaluations = [{**e, "metrics": with_aggregation(e["metrics"] or {}, aggregate)} for e in evaluations]
     history = run.history or {}
     artifacts = artifact_locations(run.artifacts)  # under this DATA_DIR (or the object store), for people
     return {
@@ -234,8 +250,36 @@ def run_report(run: Run) -> dict:
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         # The model scored on other datasets (`orchestrator evaluate`), oldest first.
-        "evaluations": run_evaluations([run.id]).get(run.id, []),
+        "evaluations": evaluations,
+        # Its numbers beside the field's published ones for the same train -> test pair.
+        "published": published_comparisons(run, evaluations, dataset_keys or {}),
     }
+
+
+def _metrics_for_rule(run: Run, metrics: dict, rule: str) -> dict:
+    from workers.training.aggregate import recompute_from_files, with_aggregation
+
+    if rule in (metrics.get("aggregations") or {}):
+        return with_aggregation(metrics, rule)
+    folder = Path((run.artifacts or {}).get("dir") or get_settings().runs_dir / run.id)
+    if not (folder / "test_predictions.csv").is_file():
+        return metrics
+    entry = recompute_from_files(folder, rule, fallback=float(metrics.get("threshold", 0.5)))
+    return with_aggregation({**metrics, "aggregations": {**(metrics.get("aggregations") or {}), rule: entry}}, rule)
+
+
+def published_comparisons(run: Run, evaluations: list[dict], dataset_keys: dict[str, str]) -> list[dict]:
+    """shared/published.py's comparisons for a run's evaluations on other datasets."""
+    from shared.published import comparisons, dataset_key
+
+    names = set(run.config.get("datasets") or []) | {e["dataset"] for e in evaluations}
+    with session_scope() as session:
+        rows = session.execute(select(Dataset.name, Dataset.format, Dataset.scan_options)
+                               .where(Dataset.name.in_(names))).all()
+    keys = {name: dataset_keys.get(name) or dataset_key(fmt, name, options) for name, fmt, options in rows}
+    keys.update({name: key for name, key in dataset_keys.items() if name in names})
+    done = [{**e, "key": keys.get(e["dataset"])} for e in evaluations if e.get("status") == RUN_DONE]
+    return comparisons([keys.get(name) for name in run.config.get("datasets") or []], done)
 
 
 def list_runs() -> list[dict]:
@@ -276,3 +320,19 @@ def held_out_examples(run_id: str) -> list[tuple[str, Path]]:
     for label, root, rel_path in rows:
         chosen.setdefault(LABEL_NAMES[label], Path(root) / rel_path)
     return [(name, chosen[name]) for name in ("real", "fake") if name in chosen]
+
+
+def rewrite_report_html(run_id: str, *, dataset_keys: dict[str, str] | None = None) -> Path | None:
+    """The finished run's report.html again, with its evaluations and the published numbers they
+    stand beside (after `evaluate`, or when `report --dataset-key` names a pair); None when the run
+    has no folder."""
+    from workers.training.report_html import write_report_html
+
+    run = find_run(run_id)
+    folder = (run.artifacts or {}).get("dir")
+    if run.status != RUN_DONE or not folder or not Path(folder).is_dir():
+        return None
+    report = run_report(run, dataset_keys=dataset_keys)
+    # Evaluations are in the page's own table from their saved files; the report's list feeds the comparison.
+    return write_report_html({**report, "evaluations": []}, folder, evaluations=[
+        {"dataset": e["dataset"], "metrics": e["metrics"]} for e in report["evaluations"] if e["status"] == RUN_DONE])

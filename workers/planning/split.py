@@ -166,3 +166,21 @@ def split_summary(crops: list[CropRef], assignment: dict[int, str], strategy: st
         "shared_sources": len(sources_in_training & sources[TEST]),
         "leaks": bool(seen_in_training & videos[TEST] or sources_in_training & sources[TEST]),
     }
+
+
+def drop_training_fakes(crops: list[CropRef], assignment: dict[int, str]) -> tuple[list[CropRef], dict[int, str], int]:
+    """``--fakes sbi``: the training side (train and validation) keeps its real videos only; the
+    test part keeps its fakes, the test of a model that never saw one. Returns the crops and
+    assignment left, and how many fake videos left the training side."""
+    dropped = {c.video_id for c in crops if c.label == FAKE and assignment[c.crop_id] in (TRAIN, VAL)}
+    kept = [c for c in crops if c.video_id not in dropped]
+    return kept, {c.crop_id: assignment[c.crop_id] for c in kept}, len(dropped)
+
+
+def fake_videos_by_part(crops: list[CropRef], assignment: dict[int, str]) -> dict[str, int]:
+    """{"train_fake_videos", "val_fake_videos", "test_fake_videos"}: what the report shows."""
+    videos = {part: set() for part in PARTS}
+    for crop in crops:
+        if crop.label == FAKE:
+            videos[assignment[crop.crop_id]].add(crop.video_id)
+    return {f"{part}_fake_videos": len(videos[part]) for part in PARTS}

@@ -78,6 +78,7 @@ def execute_evaluation(evaluation_id: int) -> dict:
         run_id, dataset_id, part = evaluation.run_id, evaluation.dataset_id, evaluation.part
         config, artifacts, run_metrics = dict(run.config), resolve_artifacts(run.artifacts), dict(run.metrics or {})
     try:
+        from workers.training.aggregate import scored_at_run_thresholds, with_aggregation, write_predictions
         from workers.training.evaluate import compute_metrics
         from workers.training.inference import load_model, predict_probabilities
         from workers.training.plots import plot_roc
@@ -90,8 +91,15 @@ def execute_evaluation(evaluation_id: int) -> dict:
         metrics = compute_metrics(crops["labels"], probabilities, crops["video_ids"], threshold=threshold)
         metrics["threshold_rule"] = run_metrics.get("threshold_rule")
         metrics["warnings"] = evaluation_warnings(crops["labels"], probabilities)
+        # Every video rule at the run's threshold for it; the run's own rule on top. The crops'
+        # probabilities are kept, so another rule is recomputed without the model.
+        metrics["aggregations"] = scored_at_run_thresholds(crops["paths"], crops["video_ids"], crops["labels"],
+                                                           probabilities, run_metrics)
+        metrics = with_aggregation(metrics, config.get("aggregate", "mean"))
         out_dir = Path(artifacts.get("dir") or get_settings().runs_dir / run_id)
         out_dir.mkdir(parents=True, exist_ok=True)  # on a host that never held the run (object store)
+        write_predictions(out_dir / f"evaluation_{roc_file_name(name)[4:-4]}_{part}.csv", crops["paths"],
+                          crops["video_ids"], crops["labels"], probabilities)
         roc = plot_roc(crops["labels"], probabilities, out_dir / roc_file_name(name),
                        title=f"{name} ({part}): run {run_id}")
         result_file = out_dir / f"evaluation_{roc_file_name(name)[4:-4]}_{part}.json"

@@ -81,6 +81,7 @@ def train(
     out_dir: Path,
     on_progress: ProgressCallback | None = None,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    landmarks: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Train on crop files; keep the epoch with the lowest validation loss.
 
@@ -95,6 +96,9 @@ def train(
 
     Every visible GPU trains (``distribution_strategy``); ``batch_size`` is per replica. The
     model gets raw uint8 crops; it augments (training only) and preprocesses on the device.
+
+    ``fakes`` sbi or both (workers/training/sbi.py): real crops also become pseudo-fakes, blended
+    from ``landmarks`` (train, val) in the crops' pixels; the result says how many.
     """
     train_labels = np.asarray(train_labels, dtype=int)
     val_labels = np.asarray(val_labels, dtype=int)
@@ -112,14 +116,27 @@ def train(
     global_batch = config.batch_size * replicas
     # The dataset gives global batches; the strategy splits each among the replicas.
     dataset_options = dict(batch_size=global_batch, seed=config.seed, image_size=config.image_size)
-    train_data = make_dataset(train_paths, train_labels, training=True,
-                              cache=dataset_cache(config.cache, out_dir, "train"), **dataset_options)
-    has_validation = len(val_paths) > 0
-    val_data = (
-        make_dataset(val_paths, val_labels, training=False,
-                     cache=dataset_cache(config.cache, out_dir, "val"), **dataset_options)
-        if has_validation else None
-    )
+    blended = None
+    if config.fakes != "real":
+        from workers.training.sbi import sbi_inputs
+
+        if landmarks is None:
+            raise ValueError(f"--fakes {config.fakes} needs the crops' landmarks")
+        blended = sbi_inputs(train_paths, train_labels, val_paths, val_labels, landmarks, fakes=config.fakes,
+                             image_size=config.image_size, batch_size=global_batch, seed=config.seed,
+                             out_dir=out_dir)
+        train_data, val_data, train_labels = blended.pop("train"), blended.pop("val"), blended.pop("train_labels")
+        has_validation = val_data is not None
+    else:
+        train_data = make_dataset(train_paths, train_labels, training=True,
+                                  cache=dataset_cache(config.cache, out_dir, "train"), **dataset_options)
+        has_validation = len(val_paths) > 0
+        val_data = (
+            make_dataset(val_paths, val_labels, training=False,
+                         cache=dataset_cache(config.cache, out_dir, "val"), **dataset_options)
+            if has_validation else None
+        )
+    n_train = len(train_labels)
     class_weight = balanced_class_weight(train_labels) if config.class_weight == "balanced" else None
 
     use_mixed_precision = config.mixed_precision and _gpu_visible()
@@ -148,7 +165,7 @@ def train(
                 train_crops_from_packs=crops_from_packs(train_paths),
                 trainable_parameters=trainable_parameters(model))
 
-    speed = _TrainSpeed(len(train_paths), global_batch)
+    speed = _TrainSpeed(n_train, global_batch)
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE)),
         speed,
@@ -162,7 +179,7 @@ def train(
         ]
     callbacks += list(extra_callbacks)
     if on_progress is not None:
-        batches = count_batches(len(train_paths), global_batch)
+        batches = count_batches(n_train, global_batch)
         callbacks.append(ProgressReporter(on_progress, config.epochs, batches))
 
     fit_history = model.fit(
@@ -191,6 +208,8 @@ def train(
         "class_weight": class_weight,
         "mixed_precision_used": use_mixed_precision,
         "config": {**config.as_dict(), **used},
+        "sbi": blended,
+        "train_labels": np.asarray(train_labels, dtype=int),  # one epoch's, pseudo-fakes included
     }
 
 

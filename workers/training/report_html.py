@@ -25,6 +25,9 @@ RUN_IMAGES = (
     ("video_confusion_matrix.png", "Confusion matrix of the test videos, at the run's threshold"),
     ("confusion_matrix.png", "Confusion matrix of the test crops, at the run's threshold"),
 )
+# `train --fakes sbi|both`: real training crops beside their pseudo-fakes (workers/training/sbi.py).
+SBI_IMAGE = ("sbi_examples.png", "What the model is trained to find: real crops beside their self-blended "
+                                 "pseudo-fakes and the blend masks")
 THRESHOLD_FREE = (("auc", "ROC AUC"), ("ap", "average precision"), ("eer", "equal error rate"))
 AT_THRESHOLD = (("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
                 ("loss", "log loss"))
@@ -96,8 +99,10 @@ def render_report_html(report: dict, run_dir: str | Path, evaluations: Iterable[
     threshold = m.get("threshold")
     parts.append(f"<h2>At the run's threshold ({_num(threshold)})</h2>")
     parts.append(f"<p>Rule: {e(str(m.get('threshold_rule') or c.get('threshold_rule') or 'fixed'))}. "
-                 "A video is called fake when the mean fake probability of its crops is at or above it.</p>")
+                 f"A video is called fake when its score ({e(str(m.get('aggregate') or c.get('aggregate') or 'mean'))} of "
+                 "its crops' fake probabilities) is at or above it.</p>")
     parts.append(_metric_table(m, AT_THRESHOLD))
+    parts.append(_aggregation_table(m))
     parts.append("<p>Confusion matrices <code>[[tn, fp], [fn, tp]]</code>: videos "
                  f"{e(str(m.get('video_confusion_matrix')))}, crops {e(str(m.get('confusion_matrix')))}</p>")
 
@@ -111,6 +116,15 @@ def render_report_html(report: dict, run_dir: str | Path, evaluations: Iterable[
             "shared by the training side (train + validation) and the test set")
     parts.append(f'<p class="{"warn" if s.get("leaks") else "ok"}">Leakage check: {leak}'
                  + (" &mdash; THIS SPLIT LEAKS: the scores are optimistic." if s.get("leaks") else ".") + "</p>")
+
+    if s.get("fakes") in ("sbi", "both"):
+        made = m.get("pseudo_fakes") or {}
+        parts.append(f"<p>Fakes learnt from: <code>{e(str(s['fakes']))}</code>. The training part holds "
+                     f"{e(str(s.get('train_fake_videos')))} fake videos ({e(str(s.get('dropped_fake_videos') or 0))} "
+                     "left the training side); self-blended pseudo-fakes: "
+                     f"{e(str(made.get('per_epoch')))} per epoch, {e(str(made.get('train_made')))} made over "
+                     f"{e(str(made.get('epochs_run')))} epochs, {e(str(made.get('validation')))} in validation.</p>")
+        parts.append(_figure(run_dir / SBI_IMAGE[0], SBI_IMAGE[1]))
 
     parts.append("<h2>Curves</h2>")
     for name, caption in RUN_IMAGES:
@@ -128,6 +142,22 @@ def render_report_html(report: dict, run_dir: str | Path, evaluations: Iterable[
             for ev in evaluations)
         parts.append(f"<table><tr>{header}</tr>{body}</table>")
 
+    published = report.get("published") or []
+    if published:
+        parts.append("<h2>Beside the published numbers</h2><p>The same train &rarr; test pair as published "
+                     "(shared/published_results.json, each number with its source).</p>")
+        for entry in published:
+            rows = (f"<tr><td><strong>this run</strong> (on {e(str(entry['dataset']))}, {e(str(entry['aggregate']))})"
+                    f"</td><td class='num'>{_num(entry['frame_auc'])}</td><td class='num'>{_num(entry['video_auc'])}"
+                    "</td><td></td></tr>")
+            for row in entry["published"]:
+                frame, video = (row["auc"], None) if row["level"] == "frame" else (None, row["auc"])
+                rows += (f"<tr><td>{e(row['method'])}</td><td class='num'>{'' if frame is None else _num(frame)}</td>"
+                         f"<td class='num'>{'' if video is None else _num(video)}</td>"
+                         f"<td><a href='{e(row['url'])}'>{e(row['citation'])}</a></td></tr>")
+            parts.append(f"<p>{e(entry['train'])} &rarr; {e(entry['test'])}</p><table><tr><th></th><th>frame AUC</th>"
+                         f"<th>video AUC</th><th>source</th></tr>{rows}</table>")
+
     artifacts = report.get("artifacts") or {}
     parts.append("<h2>Files</h2><ul>" + "".join(
         f"<li>{e(k)}: <code>{e(str(v))}</code></li>" for k, v in artifacts.items() if isinstance(v, str)) + "</ul>")
@@ -144,6 +174,22 @@ def _metric_table(m: dict, keys) -> str:
     crops = "<tr><th>crops</th>" + "".join(f"<td class='num'>{_num(m.get(k))}</td>" for k, _ in keys) \
         + f"<td class='num'>{_count(m, 'n_real', 'n_fake', m.get('n'))}</td></tr>"
     return f"<table>{head}{video}{crops}</table>"
+
+
+def _aggregation_table(m: dict) -> str:
+    """Each video rule with its own threshold (chosen on validation) and test numbers."""
+    stored = m.get("aggregations") or {}
+    if not stored:
+        return ""
+    head = ("<tr><th>video score</th><th>threshold</th><th>validation video AUC</th><th>test video AUC</th>"
+            "<th>test video accuracy</th><th>confusion</th></tr>")
+    body = "".join(
+        f"<tr><td>{html.escape(rule)}</td><td class='num'>{_num(a.get('threshold'))}</td>"
+        f"<td class='num'>{_num(a.get('val_video_auc'))}</td><td class='num'>{_num(a.get('video_auc'))}</td>"
+        f"<td class='num'>{_num(a.get('video_accuracy'))}</td><td>{html.escape(str(a.get('video_confusion_matrix')))}</td></tr>"
+        for rule, a in stored.items())
+    return ("<p>Video scores by rule (mean of crops; max over a frame's faces, then mean; the DFDC winner's "
+            f"confident rule), each thresholded on validation:</p><table>{head}{body}</table>")
 
 
 def _count(m: dict, real_key: str, fake_key: str, total) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -23,6 +22,7 @@ from workers.training.lease import (Claim, Heartbeat, LeaseLost, checkpoint_dir,
                                     training_callbacks)
 
 CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE = "config.json", "metrics.json", "test_predictions.csv"
+VAL_PREDICTIONS_FILE = "val_predictions.csv"  # every validation crop's probability: thresholds per aggregation
 TENSORBOARD_DIR = "tensorboard"
 # TensorBoard scalars: per epoch, and every this many training batches.
 TENSORBOARD_EVERY_BATCHES = 10
@@ -138,12 +138,17 @@ def _train_and_record(run_id: str, claim: Claim, out_dir: Path, lease: Heartbeat
     # Written now so that a run that fails still says what it tried; again at the end with what was used.
     write_config(out_dir, run_id, recorded, split_info)
     tensorboard = _tensorboard_callbacks(out_dir / TENSORBOARD_DIR)
-    fitted = _fit(split, config, out_dir, progress, tensorboard, lease)
+    landmarks = None
+    if config.fakes != "real":  # the crops' landmarks, in their pixels: SBI blends its pseudo-fakes from them
+        from workers.training.sbi import split_landmarks
+
+        landmarks = (split_landmarks(run_id, "train", recorded), split_landmarks(run_id, "val", recorded))
+    fitted = _fit(split, config, out_dir, progress, tensorboard, lease, landmarks)
     progress({"phase": "evaluate"})
-    scores = _score(fitted, split, config, recorded.get("input_warnings") or [])
+    scores = _score(fitted, split, config, out_dir, landmarks, recorded.get("input_warnings") or [])
     artifacts = _write_artifacts(out_dir, split, fitted, scores, tensorboard=bool(tensorboard))
     final_config = {**recorded, **fitted["config"], "threshold": scores.threshold["threshold"],
-                    "threshold_rule": scores.threshold["rule"]}
+                    "threshold_rule": scores.threshold["threshold_rule"]}
     write_config(out_dir, run_id, final_config, split_info)
     finished_at = utcnow()
     write_report_html({"run_id": run_id, "status": RUN_DONE, "config": final_config, "split": split_info,
@@ -167,65 +172,90 @@ def write_config(out_dir: Path, run_id: str, config: dict, split: dict) -> None:
 
 
 def _fit(split: dict, config: TrainConfig, out_dir: Path, progress: ProgressRecorder, tensorboard: list,
-         lease: Heartbeat) -> dict:
+         lease: Heartbeat, landmarks: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Train on the train part, the validation part choosing the checkpoint (``fit.train``), with
-    the lease's callbacks: an epoch checkpoint to resume from, a stop once the lease is lost."""
+    the lease's callbacks: an epoch checkpoint to resume from, a stop once the lease is lost.
+    ``landmarks`` (train, val): for ``--fakes sbi|both``, the pseudo-fakes' faces."""
     from workers.training.fit import train
 
     train_part, val_part = split["train"], split["val"]
     return train(train_part["paths"], train_part["labels"], val_part["paths"], val_part["labels"], config, out_dir,
-                 on_progress=progress, extra_callbacks=tensorboard + training_callbacks(out_dir, lease))
+                 on_progress=progress, extra_callbacks=tensorboard + training_callbacks(out_dir, lease),
+                 landmarks=landmarks)
 
 
 class Scores(NamedTuple):
-    threshold: dict  # choose_threshold's answer, made on the validation videos
+    threshold: dict  # the run's video rule's entry of aggregation_metrics: its threshold, chosen on validation
     test_probabilities: np.ndarray
     metrics: dict  # of the test part, with the validation's and the warnings
 
 
-def _score(fitted: dict, split: dict, config: TrainConfig, input_warnings: list[str]) -> Scores:
-    """The decision threshold from the validation videos (never the test set), then the test part's
-    metrics at that threshold, and the warnings that say when not to trust them."""
-    from workers.training.evaluate import compute_metrics, video_scores
+def _score(fitted: dict, split: dict, config: TrainConfig, out_dir: Path,
+           landmarks: tuple[np.ndarray, np.ndarray] | None = None, input_warnings: list[str] = ()) -> Scores:
+    """Every validation and test crop's probability, written (val_predictions.csv,
+    test_predictions.csv); from them the video scores under every rule (workers/training/aggregate.py),
+    each with its threshold chosen on the validation videos (never the test set); the test part's
+    metrics at the run's rule's threshold, and the warnings that say when not to trust them. With
+    ``landmarks``, validation also holds the pseudo-fakes of its real videos. ``input_warnings``
+    (crops smaller than the model's input) head the warnings."""
+    from workers.training.aggregate import aggregation_metrics, read_predictions, with_aggregation, write_predictions
+    from workers.training.evaluate import compute_metrics
     from workers.training.inference import load_model, predict_probabilities
-    from workers.training.threshold import choose_threshold, run_warnings
+    from workers.training.threshold import run_warnings
 
     model = load_model(fitted["model_path"])
     val, test = split["val"], split["test"]
     val_probabilities = predict_probabilities(model, val["paths"], batch_size=config.batch_size)
-    val_videos = video_scores(val["video_ids"], val_probabilities, val["labels"])
-    chosen = choose_threshold(val_videos.labels, val_videos.probabilities, fallback=config.threshold)
+    if landmarks is not None:
+        from workers.training.sbi import scored_pseudo_fakes
+
+        pseudo = scored_pseudo_fakes(val, landmarks[1], image_size=config.image_size, seed=config.seed)
+        val = {key: list(val[key]) + pseudo[key] for key in ("paths", "labels", "video_ids")}
+        val_probabilities = np.concatenate([val_probabilities, predict_probabilities(
+            model, pseudo["images"], batch_size=config.batch_size)])
     probabilities = predict_probabilities(model, test["paths"], batch_size=config.batch_size)
+    # Crops named by their keys under the storage root: the files stay true in a copied DATA_DIR.
+    write_predictions(out_dir / VAL_PREDICTIONS_FILE, [storage_key(p) for p in val["paths"]], val["video_ids"],
+                      val["labels"], val_probabilities)
+    write_predictions(out_dir / PREDICTIONS_FILE, [storage_key(p) for p in test["paths"]], test["video_ids"],
+                      test["labels"], probabilities)
+    rule = config.aggregate
+    aggregations = aggregation_metrics(read_predictions(out_dir / VAL_PREDICTIONS_FILE),
+                                       read_predictions(out_dir / PREDICTIONS_FILE),
+                                       fallback=config.threshold, seed=config.seed)
+    chosen = aggregations[rule]
     metrics = compute_metrics(test["labels"], probabilities, test["video_ids"], threshold=chosen["threshold"])
     warnings = run_warnings(test_labels=test["labels"], test_probabilities=probabilities,
                             val_labels=val["labels"], val_probabilities=val_probabilities,
-                            train_labels=split["train"]["labels"])
+                            train_labels=fitted["train_labels"])
     warnings = list(input_warnings) + warnings
-    if chosen["warning"] and not any(w.startswith(("ONE-CLASS VALIDATION", "EMPTY VALIDATION")) for w in warnings):
-        warnings.append(chosen["warning"])
+    one_class = any(w.startswith(("ONE-CLASS VALIDATION", "EMPTY VALIDATION")) for w in warnings)
+    warnings += [w for w in chosen["warnings"] if not (one_class and w.startswith("threshold not chosen"))]
     val_metrics = compute_metrics(val["labels"], val_probabilities, val["video_ids"], threshold=chosen["threshold"])
     metrics.update(
-        threshold_rule=chosen["rule"],
+        threshold_rule=chosen["threshold_rule"],
         val_video_balanced_accuracy=chosen["balanced_accuracy"],
-        val_auc=val_metrics["auc"], val_video_auc=val_metrics["video_auc"],
-        warnings=warnings,
+        val_auc=val_metrics["auc"], val_video_auc=chosen["val_video_auc"],
+        warnings=warnings, aggregations=aggregations,
     )
+    metrics = with_aggregation(metrics, rule)
+    if fitted.get("sbi"):
+        sbi = fitted["sbi"]
+        metrics["pseudo_fakes"] = {
+            "per_epoch": sbi["pseudo_fakes_per_epoch"], "epochs_run": fitted["epochs_run"],
+            "train_made": sbi["pseudo_fakes_per_epoch"] * fitted["epochs_run"],
+            "validation": sbi["val_pseudo_fakes"]}
     metrics["train_images_per_s"] = fitted["train_images_per_s"]
     metrics["best_epoch"], metrics["epochs_run"] = fitted["best_epoch"], fitted["epochs_run"]
     return Scores(chosen, probabilities, metrics)
 
 
 def _write_artifacts(out_dir: Path, split: dict, fitted: dict, scores: Scores, *, tensorboard: bool) -> dict:
-    """The test predictions, the plots and metrics.json; returns every artifact's key relative to the
-    storage root (config.json and report.html are written by the caller)."""
+    """The plots and metrics.json; returns every artifact's key relative to the storage root (the predictions are written by
+    ``_score``, config.json and report.html by the caller)."""
     from workers.training.plots import plot_confusion_matrix, plot_history, plot_roc
 
     test, threshold = split["test"], scores.threshold["threshold"]
-    with open(out_dir / PREDICTIONS_FILE, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["crop_path", "video_id", "label", "fake_probability"])
-        writer.writerows(zip((storage_key(p) for p in test["paths"]), test["video_ids"], test["labels"],
-                             scores.test_probabilities.tolist()))
     plots = [
         plot_history(fitted["history"], out_dir / "history.png"),
         plot_confusion_matrix(scores.metrics["confusion_matrix"], out_dir / "confusion_matrix.png",
@@ -242,6 +272,8 @@ def _write_artifacts(out_dir: Path, split: dict, fitted: dict, scores: Scores, *
         "metrics": str(out_dir / METRICS_FILE),
         "history": str(out_dir / "history.csv"),
         "predictions": str(out_dir / PREDICTIONS_FILE),
+        "val_predictions": str(out_dir / VAL_PREDICTIONS_FILE),
+        "sbi_examples": (fitted.get("sbi") or {}).get("examples"),
         "plots": [str(p) for p in plots],
         "tensorboard": str(out_dir / TENSORBOARD_DIR) if tensorboard else None,
         "report_html": str(out_dir / "report.html"),
