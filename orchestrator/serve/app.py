@@ -245,6 +245,7 @@ def health_checks() -> dict:
     from sqlalchemy import text
 
     from db.session import get_engine
+    from shared.process import command_queue
     from workers.celery_app import PREDICT_QUEUE, app as celery
 
     checks = {}
@@ -264,7 +265,8 @@ def health_checks() -> dict:
     if checks["broker"]["ok"]:
         try:
             queues = celery.control.inspect(timeout=1.0).active_queues() or {}
-            workers = sorted(name for name, qs in queues.items() if any(q.get("name") == PREDICT_QUEUE for q in qs))
+            queue = command_queue(PREDICT_QUEUE)  # embedded: this server's own queue (predict-<pid>)
+            workers = sorted(name for name, qs in queues.items() if any(q.get("name") == queue for q in qs))
         except Exception:  # noqa: BLE001
             workers = []
     checks["predict_worker"] = {"ok": bool(workers), "workers": workers}

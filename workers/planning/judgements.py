@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from db.models import Judgement
 from db.session import session_scope
 from shared.errors import InputError
-from shared.process import gone_from_this_host, parse_process_name
+from shared.process import command_queue, gone_from_this_host, parse_process_name
 from shared.settings import get_settings
 from workers.celery_app import JUDGE_TASK, PREDICT_QUEUE, app
 from workers.planning.waiting import poll_until
@@ -262,5 +262,6 @@ def queue_depth() -> int | None:
         folder = settings.broker_dir / "queue"
         if not folder.is_dir():
             return 0
-        return sum(1 for entry in folder.iterdir() if entry.name.endswith(f".{PREDICT_QUEUE}.msg"))
+        queue = command_queue(PREDICT_QUEUE)  # embedded: the serving command's own queue
+        return sum(1 for entry in folder.iterdir() if entry.name.endswith(f".{queue}.msg"))
     return None
