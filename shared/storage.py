@@ -300,16 +300,19 @@ def open_store(url: str | None = None) -> Store:
     if url.startswith("s3://") and len(url) > len("s3://"):
         import os
 
-        # One client per process (a forked worker child must not share its parent's event loop).
-        if (url, os.getpid()) not in _stores:
-            _stores[(url, os.getpid())] = ObjectStore(url)
-        return _stores[(url, os.getpid())]
+        # One client per process (a forked worker child must not share its parent's event loop) and
+        # per endpoint and key: a process whose AWS_* variables changed must not reach the old server.
+        key = (url, os.getpid(), *(os.environ.get(name) for name in
+                                   ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID")))
+        if key not in _stores:
+            _stores[key] = ObjectStore(url)
+        return _stores[key]
     from shared.errors import InputError
 
     raise InputError(f"STORAGE_URL={url}: not s3://bucket[/prefix] (leave it empty for DATA_DIR on local disk)")
 
 
-_stores: dict[tuple[str, int], Store] = {}
+_stores: dict[tuple, Store] = {}
 
 
 def check_store(store: Store) -> dict:
