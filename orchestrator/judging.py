@@ -78,7 +78,7 @@ def predict_on_queue(inputs: list[Path], run_id: str | None = None, *, explain_d
                      force: bool = False, workers: int = 1, progress: bool = True) -> tuple[object, list[dict]]:
     """(run, one result per video: its judgement's report plus "video" and "stored" (a verdict
     recorded before this command); {"video", "error"} for a file that is not a readable video). InputError when nothing can be judged."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from orchestrator.jobs import finished_run
     from workers.planning.judgements import (QUEUED, dispatch_judgement, file_sha256, find_judgement, judging_model,
                                              orphaned_judgements, submit_judgement, wait_for_judgements)
@@ -89,7 +89,7 @@ def predict_on_queue(inputs: list[Path], run_id: str | None = None, *, explain_d
     if not videos:
         raise InputError("; ".join(u["error"] for u in unreadable) or "no video given")
     settings = get_settings()
-    upgrade_schema()
+    open_database()
     run = finished_run(run_id, "predict")
     model = judging_model(run)
     if settings.embedded:

@@ -43,10 +43,10 @@ def api_key_group():
 @json_option
 def create_command(name, as_json):
     """Make a key named NAME and print it once."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from orchestrator.serve.keys import create_key
 
-    upgrade_schema()
+    open_database()
     made = create_key(name)
     if as_json:
         print_json(made)
@@ -59,10 +59,10 @@ def create_command(name, as_json):
 @json_option
 def list_command(as_json):
     """Every key: name, first characters, created, revoked."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from orchestrator.serve.keys import list_keys
 
-    upgrade_schema()
+    open_database()
     keys = list_keys()
     if as_json:
         print_json(keys)
@@ -77,10 +77,10 @@ def list_command(as_json):
 @json_option
 def revoke_command(name, as_json):
     """Refuse the key named NAME from now on (its judgements are kept)."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from orchestrator.serve.keys import revoke_key
 
-    upgrade_schema()
+    open_database()
     revoked = revoke_key(name)
     if as_json:
         print_json(revoked)

@@ -15,7 +15,7 @@ SWEEP_S = 2.0
 
 def check_and_configure(host: str, run_id: str | None, no_auth: bool):
     """The ServeConfig, or InputError before anything listens."""
-    from db.migrate import upgrade_schema
+    from orchestrator.database import open_database
     from orchestrator.jobs import finished_run
     from orchestrator.serve.app import ServeConfig
     from orchestrator.serve.keys import active_key_count
@@ -23,7 +23,7 @@ def check_and_configure(host: str, run_id: str | None, no_auth: bool):
 
     if no_auth and host not in LOCAL_HOSTS:
         raise InputError(f"--no-auth serves anyone who can reach the port: only on 127.0.0.1, not {host}")
-    upgrade_schema()
+    open_database()
     if not no_auth and active_key_count() == 0:
         raise InputError("no API key: create one with `orchestrator api-key create NAME` "
                          "(or pass --no-auth to serve this machine alone)")
