@@ -98,7 +98,9 @@ def fail_on_service_or_os_error(exc: Exception) -> None:
 
     database_errors, broker_errors = sys.modules.get("sqlalchemy.exc"), sys.modules.get("kombu.exceptions")
     if database_errors is not None and isinstance(exc, database_errors.OperationalError):
-        fail(f"database {mask_url(get_settings().database_url)}: {first_line(exc)}", EXIT_FAILED)
+        advice = "; free space and run the same command again: what was recorded is kept" \
+            if "disk is full" in str(exc) else ""
+        fail(f"database {mask_url(get_settings().database_url)}: {first_line(exc)}{advice}", EXIT_FAILED)
     if broker_errors is not None and isinstance(exc, broker_errors.OperationalError):
         fail(f"broker {mask_url(get_settings().broker_url)}: {first_line(exc)}", EXIT_FAILED)
     if isinstance(exc, OSError):  # a folder or file of the machine: DATA_DIR, a dataset, a model

@@ -191,3 +191,24 @@ def test_bad_dataset_input_of_every_new_kind_is_one_line_and_records_nothing(env
         assert_one_line_error(run_cli(args, env), 2, needle)
     assert run_cli_json(["datasets"], env) == []
     assert json.loads(run_cli(["status", "--json"], env).stdout)["videos"]["total"] == 0
+
+
+def test_a_full_database_disk_says_to_free_space_and_run_again(capsys, monkeypatch, tmp_path):
+    """SQLite on a full disk: one line that names the database and says what to do (issue 19)."""
+    from sqlalchemy.exc import OperationalError
+
+    from orchestrator.cli import fail_on_service_or_os_error
+    from shared.settings import reset_settings
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    reset_settings()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            fail_on_service_or_os_error(OperationalError("INSERT ...", {}, Exception("database or disk is full")))
+    finally:
+        reset_settings()
+    assert exited.value.code == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: database sqlite:") and "database or disk is full" in line
+    assert line.endswith("free space and run the same command again: what was recorded is kept")

@@ -17,11 +17,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 3 MiB tmpfs of this test alone; skipped where mounting is not permitted (not root, a container
+    """A 1 MiB tmpfs of this test alone; skipped where mounting is not permitted (not root, a container
     without CAP_SYS_ADMIN)."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({(mounted.stderr or mounted.stdout).strip()}): "
@@ -32,8 +32,8 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
-def files_and_rows(data_dir: Path):
-    engine = create_engine(f"sqlite:///{data_dir / 'pipeline.db'}")
+def files_and_rows(data_dir: Path, database: Path):
+    engine = create_engine(f"sqlite:///{database}")
     with engine.connect() as conn:
         videos = {r.rel_path: r for r in conn.execute(text("SELECT id, rel_path, status, error, enqueued_at FROM videos"))}
         recorded = {r.crop_path for r in conn.execute(text("SELECT crop_path FROM crops"))}
@@ -46,7 +46,9 @@ def test_a_full_disk_leaves_videos_pending_without_orphans_and_a_rerun_finishes_
     root = tmp_path / "Celeb-DF"
     make_sample_dataset(root, reals_per_folder=2, fakes=2, seconds=3.0)  # 6 videos, 6 crops each below
     data_dir = small_tmpfs / "data"
-    env = pipeline_env(DATA_DIR=data_dir)
+    # The database lives outside the small disk: which of a crop or a row would hit the full disk
+    # first is a race, and this test is about crops (a full database has its own line, in cli.py).
+    env = pipeline_env(DATA_DIR=data_dir, DATABASE_URL=f"sqlite:///{tmp_path / 'pipeline.db'}")
     args = ["ingest", str(root), "--workers", "1", "--every", "0.5"]
 
     full = run_cli(args, env)
@@ -56,7 +58,7 @@ def test_a_full_disk_leaves_videos_pending_without_orphans_and_a_rerun_finishes_
                                   "the same command again" in errors[0], full.stderr[-2000:]
     assert "Traceback" not in full.stderr
 
-    videos, recorded, on_disk = files_and_rows(data_dir)
+    videos, recorded, on_disk = files_and_rows(data_dir, tmp_path / 'pipeline.db')
     held = {p for p, v in videos.items() if v.status == "pending"}
     assert held and all("No space left on device" in videos[p].error for p in held)
     assert not {p for p, v in videos.items() if v.status == "failed"}  # nothing failed for good
@@ -70,6 +72,6 @@ def test_a_full_disk_leaves_videos_pending_without_orphans_and_a_rerun_finishes_
     again = run_cli_json(args, env)
     assert again["enqueued"] == len(held)
     assert again["status"]["videos"]["by_status"]["done"] == len(videos) and not again["status"]["stopped"]
-    videos, recorded, on_disk = files_and_rows(data_dir)
+    videos, recorded, on_disk = files_and_rows(data_dir, tmp_path / 'pipeline.db')
     assert all(v.status == "done" and v.error is None for v in videos.values())
     assert {f for f in on_disk if not f.endswith(PACK_NAME)} == recorded
