@@ -106,7 +106,10 @@ def whole_path(model, tmp_path: Path, size: int, *, export_tflite: bool = True) 
     probabilities, heatmaps = gradcam(loaded, images)
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
     assert heatmaps.shape == (4, size, size) and heatmaps.min() >= 0 and heatmaps.max() <= 1 + 1e-6
-    assert heatmaps.reshape(4, -1).max(axis=1).max() > 0  # the map points somewhere
+    # Each map is blank (nothing in the crop raised the fake logit: Grad-CAM keeps positive evidence
+    # only, and a random network may have none) or scaled to peak at 1.
+    peaks = heatmaps.reshape(4, -1).max(axis=1)
+    assert np.all((peaks == 0) | (np.abs(peaks - 1) < 1e-5)), peaks
 
     for fmt in ("savedmodel", "tflite") if export_tflite else ("savedmodel",):
         described = export_model(loaded, tmp_path / fmt, fmt, threshold=0.5)

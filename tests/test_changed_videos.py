@@ -51,6 +51,7 @@ def record_a_run_on_every_crop(database_url):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # ingest, train, replace a video, ingest again: ~1-1.5 min
 def test_a_replaced_video_is_done_again_and_the_run_that_used_it_says_so(tmp_path):
     root, other = tmp_path / "Celeb-DF", tmp_path / "other"
     make_sample_dataset(root, reals_per_folder=1, fakes=1, seconds=3.0)

@@ -302,6 +302,7 @@ def test_redis_stopped_and_restarted_during_an_ingest(long_videos, cluster, faul
 VISIBILITY_S = 20
 
 
+@pytest.mark.slow  # waits out a visibility timeout: ~1-2 min
 def test_a_killed_worker_restarted_gets_its_tasks_back_after_the_visibility_timeout(
         long_videos, cluster, fault_report):
     """SIGKILL a whole worker (parent and children, as a crashed machine) while it holds two
@@ -429,6 +430,8 @@ def kill_while_holding_the_restore_lock(cluster: Cluster, worker: CeleryWorker, 
             words = command["command"].split()
             if words[:2] != ["SET", "unacked_mutex"]:
                 continue
+            if time.time() - command["time"] > 0.05:
+                continue  # read late (a loaded machine): that lock is gone, wait for a fresh one
             control.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
             try:
                 if control.get("unacked_mutex") != words[2].encode():
@@ -446,6 +449,7 @@ def kill_while_holding_the_restore_lock(cluster: Cluster, worker: CeleryWorker, 
     raise AssertionError(f"worker never held the restore lock while running a video in {timeout} s")
 
 
+@pytest.mark.slow  # three workers, two killed, a timeout waited out: ~1-2 min
 def test_a_worker_killed_holding_the_restore_lock_delays_no_redelivery_past_timeout_plus_sweep(
         long_videos, cluster, fault_report):
     """Issue #19: a compose worker's video came back 299.4 s after `docker kill` with a 45 s
@@ -472,7 +476,7 @@ def test_a_worker_killed_holding_the_restore_lock_delays_no_redelivery_past_time
         cluster.ingest(long_videos)
 
         with RedisCommands(cluster.redis) as redis_commands:
-            row1, tags1, killed1_at, lock_ms = kill_while_holding_the_restore_lock(cluster, in_sweep, 60)
+            row1, tags1, killed1_at, lock_ms = kill_while_holding_the_restore_lock(cluster, in_sweep, 180)
             assert 0 < lock_ms <= sweep * 1000  # the dead worker's lock lasts one sweep, not 300 s
             first = wait_until(lambda: cluster.running_on(at_start, exclude={row1.id}), 60, 0.01, "a running video")
             row2, _pid = wait_until(lambda: cluster.running_on(at_start, exclude={row1.id, first[0].id}), 60, 0.005,
@@ -516,6 +520,7 @@ def test_a_worker_killed_holding_the_restore_lock_delays_no_redelivery_past_time
     )
 
 
+@pytest.mark.slow  # a Redis wiped under two workers: ~1-2 min
 def test_videos_whose_messages_were_lost_are_enqueued_again_once_silent_past_the_time_limit(
         long_videos, cluster, fault_report):
     """Worst case: a worker dies with two videos and Redis restarts empty (no persistence, like the
@@ -591,6 +596,7 @@ def snapshot(cluster: Cluster) -> dict:
             "runs": [tuple(r) for r in runs]}
 
 
+@pytest.mark.slow  # ingests and trains twice: ~1-2 min
 def test_rerunning_ingest_on_a_finished_dataset_changes_nothing_and_trains_no_second_time(
         sample_root, cluster, fault_report):
     """`ingest --then-train` once (a real, small training run on queue gpu), then `ingest` and

@@ -99,6 +99,7 @@ def test_flower_shows_queued_then_finished_tasks_with_their_videos(env, private_
     assert failure["video"] == CORRUPT and corrupt["error"] == failure["error"]
 
 
+@pytest.mark.slow  # trains a run: ~1.5-3 min
 def test_flower_shows_training_progress(env, private_redis, tmp_path):
     """While `train.fit` runs, its state reads PROGRESS and its result field says the epoch and batch."""
     import subprocess

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import CeleryWorker, pipeline_env, run_cli, run_cli_json
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # three layouts ingested, a run trained and evaluated: ~2-4 min
 
 # The field's protocol, shrunk: a few evenly spaced frames, one face per frame, aligned crops.
 INGEST = ["--frames", "3", "--largest-face", "--align", "--wait"]

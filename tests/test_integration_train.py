@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, text
 
 from tests.support import CeleryWorker, pipeline_env, run_cli, run_cli_json
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a run trained on a gpu-queue worker: ~2-4 min
 
 REPORT_METRICS = {"loss", "accuracy", "precision", "recall", "f1", "auc", "ap", "eer",
                   "video_auc", "video_accuracy", "confusion_matrix"}

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from tests.support import CeleryWorker, pipeline_env, run_cli, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # two training workers, one killed mid-epoch: ~2-3 min
 
 LEASE_S, HEARTBEAT_S = 8, 1
 EPOCHS = 4
