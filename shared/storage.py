@@ -9,10 +9,11 @@ read the copy's files too (migration 0008 rewrites them once; ``resolve`` covers
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 # Top-level folders of the storage root that the pipeline writes (and the anchors of old absolute paths).
-OWNED_FOLDERS = ("runs", "crops", "uploads")
+OWNED_FOLDERS = ("runs", "crops", "uploads", "judgements")
 
 
 def _root(root: Path | None) -> Path:
@@ -103,6 +104,10 @@ PROBE_KEY = ".storage-check"
 
 class StorageError(ConnectionError):
     """The object store could not be reached or refused an operation (transient: retry later)."""
+
+
+class MissingObjects(StorageError):
+    """The store answered, but holds no object under a key that was asked for."""
 
 
 class Store:
@@ -389,6 +394,49 @@ def local_copy(key: str) -> Path:
         return resolve(key, store.root)
     key = storage_key(key, get_settings().data_dir)
     return fetch_to_cache(store, [key], get_settings().cache_path)[key]
+
+
+@contextmanager
+def fetched(key: str):
+    """A local file with the object ``key`` names, for the length of the block: the file itself under
+    DATA_DIR (or an absolute path, a file of this host, as older rows and `predict --queue` on
+    local disk record), or a temporary copy fetched from the object store and removed after (an
+    uploaded video is read once: it is not kept in CACHE_DIR)."""
+    import shutil
+    import tempfile
+
+    from shared.settings import get_settings
+
+    if Path(key).is_absolute():
+        yield Path(key)
+        return
+    store = open_store()
+    if not store.remote:
+        yield store.root / key
+        return
+    cache = get_settings().cache_path
+    cache.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=cache, prefix=".fetched-"))
+    try:
+        local = folder / PurePosixPath(key).name
+        store.get_file(key, local)
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def upload_key(sha256: str) -> str:
+    """Where a video sent to be judged is kept: by its content hash, never by the sender's file name."""
+    return f"uploads/{sha256}"
+
+
+def put_once(key: str, local: Path) -> str:
+    """``local`` stored under ``key`` unless an object of its size is there already (keys named by
+    content hash: the same bytes are stored once). Returns ``key``."""
+    store = open_store()
+    if store.size(key) != Path(local).stat().st_size:
+        store.put_file(key, local)
+    return key
 
 
 def upload_folder(prefix: str, folder: Path, skip: Path | None = None, only: str | None = None) -> list[str]:
