@@ -3,6 +3,8 @@ atomic whole-object writes, listing, deleting, and the training cache fetch."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from shared.storage import LocalStore, StorageError, check_store, fetch_to_cache, open_store
@@ -50,6 +52,14 @@ def test_fetch_to_cache_copies_in_parallel_verifies_and_reuses(seaweed, tmp_path
     fetch_to_cache(store, keys, tmp_path / "cache", workers=4, progress=lambda *a: seen.append(a))
     assert seen[0] == (11, 12, 0) and seen[-1] == (12, 12, 1000)
     assert local[keys[0]].read_bytes() == bytes([0]) * 1000
+    # Each copy is as old as its object; an object rewritten with the same size is fetched again.
+    listing = store.listing("crops/1")
+    assert all(local[k].stat().st_mtime_ns == listing[k][1] for k in keys)
+    time.sleep(1.1)  # S3 times are whole seconds
+    store.put_bytes(keys[1], bytes([99]) * 1001)
+    seen.clear()
+    fetch_to_cache(store, keys, tmp_path / "cache", workers=4, progress=lambda *a: seen.append(a))
+    assert seen[0] == (11, 12, 0) and local[keys[1]].read_bytes() == bytes([99]) * 1001
     with pytest.raises(StorageError, match="1 objects missing"):
         fetch_to_cache(store, [*keys, "crops/1/gone/crops.pack"], tmp_path / "cache")
 
