@@ -182,3 +182,35 @@ def test_storage_check_on_local_disk_and_a_bad_url(tmp_path):
     bad = run_cli(["storage", "check"], pipeline_env(DATA_DIR=tmp_path / "data", STORAGE_URL="ftp://host/x"))
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: STORAGE_URL=ftp://host/x: not s3://bucket[/prefix] (leave it empty for DATA_DIR on local disk)")
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_report_recomputes_a_video_rule_from_the_run_folder_its_key_names(where, tmp_path, monkeypatch, request):
+    """An older run without the rule stored: its crop probabilities are read from the run folder by
+    key, under DATA_DIR whatever the working directory, or fetched from the object store."""
+    import shutil
+
+    from db.models import Run
+    from shared.settings import reset_settings
+    from workers.planning.runs import _metrics_for_rule
+    from workers.training.aggregate import write_predictions
+
+    made = tmp_path / "made"
+    made.mkdir()
+    paths = [f"crops/1/v{v}/f{frame:06d}_00.png" for v in (1, 2) for frame in (0, 1)]
+    for name in ("test_predictions.csv", "val_predictions.csv"):
+        write_predictions(made / name, paths, [1, 1, 2, 2], [0, 0, 1, 1], [0.1, 0.3, 0.2, 0.9])
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    if where == "s3":
+        request.getfixturevalue("seaweed")
+        monkeypatch.setenv("STORAGE_URL", "s3://pipeline/data")
+        open_store("s3://pipeline/data").put_tree("runs/r1", made)
+    else:
+        shutil.copytree(made, tmp_path / "data" / "runs" / "r1")
+    reset_settings()
+    try:
+        got = _metrics_for_rule(Run(id="r1", artifacts={"dir": "runs/r1"}), {"threshold": 0.5}, "max")
+    finally:
+        reset_settings()
+    assert got["aggregate"] == "max" and got["aggregations"]["max"]["video_auc"] == 1.0
