@@ -70,6 +70,8 @@ def test_train_from_packs_or_pngs_and_evaluate_another_dataset_on_another_host(s
     assert evaluation["roc"] == f"{url}/runs/{run_id}/roc_folders.png"
     assert store.get_bytes(f"runs/{run_id}/roc_folders.png")[:4] == b"\x89PNG"
     assert store.exists(f"runs/{run_id}/evaluation_folders_all.json")
+    rows = list(csv.DictReader(io.StringIO(store.get_bytes(f"runs/{run_id}/evaluation_folders_all.csv").decode())))
+    assert len(rows) == folders_crops and all(r["crop_path"].startswith("crops/") for r in rows)  # crops by key
     assert (other / "cache" / "runs" / run_id / "model.keras").is_file()  # read from the store
     fetched = {p.relative_to(other / "cache").as_posix() for p in (other / "cache" / "crops").rglob("*.png")}
     assert len(fetched) == folders_crops and not (other / "crops").exists()
