@@ -11,9 +11,18 @@ import pytest
 
 from tests.judging_support import make_judging_run, pipeline_settings, sample_videos
 from tests.serve_support import Server, upload, wait_finished
-from tests.support import CeleryWorker, pipeline_env, run_cli, run_cli_json
+from tests.support import CeleryWorker, pipeline_env, run_cli, run_cli_json, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a server, a worker and a CLI: ~1-2 min
+
+
+def listing(store) -> dict | None:
+    from shared.storage import StorageError
+
+    try:
+        return store.list("")
+    except StorageError:  # a restarted server may refuse a new connection for a moment
+        return None
 
 
 def files_under(folder) -> set[str]:
@@ -59,6 +68,15 @@ def test_uploads_go_to_the_store_and_a_worker_with_no_shared_disk_judges_them(se
             sheet = client.get(judged["explanation_url"])
         # Another host's command line: its video goes to the store too, judged by the same worker.
         queued = run_cli_json(["predict", "--queue", "--explain", str(tmp_path / "why"), str(other)], env_cli)
+        # The store down: an upload is refused with 503 (send it again later), nothing recorded or kept.
+        seaweed.stop()
+        with server.client(key) as client:
+            refused = upload(client, videos[2])
+            listed = client.get("/v1/judgements").json()["judgements"]
+        seaweed.start()
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "30", refused.text
+    assert refused.json() == {"error": "the object store is unreachable: try again later"}
+    assert len(listed) == 2  # the two uploads above, not the refused one
 
     assert judged["verdict"] == expected[str(face)]["label"]
     assert judged["fake_probability"] == pytest.approx(expected[str(face)]["fake_probability"], abs=1e-4)
@@ -69,7 +87,7 @@ def test_uploads_go_to_the_store_and_a_worker_with_no_shared_disk_judges_them(se
     assert (tmp_path / "why" / f"{other.stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Every video is an object under uploads/<sha256>; the sheets are objects of their judgements.
-    objects = store.list("")
+    objects = wait_until(lambda: listing(store), 60, 1, "the restarted store to list its objects")
     for path, sha in ((face, judged["video_sha256"]), (blank, sent[1].json()["video_sha256"]),
                       (other, result["video_sha256"])):
         assert objects[f"uploads/{sha}"] == path.stat().st_size
