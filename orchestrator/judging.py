@@ -15,6 +15,7 @@ from orchestrator.embedded import ensure_broker_dirs, local_worker_when_embedded
 from orchestrator.output import warn_database_unreachable
 from shared.errors import InputError
 from shared.settings import get_settings
+from shared.storage import local_copy, open_store, put_once, upload_key
 
 # What a folder given to `predict --queue` is searched for (recursively, in name order).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -95,10 +96,14 @@ def predict_on_queue(inputs: list[Path], run_id: str | None = None, *, explain_d
     if settings.embedded:
         ensure_broker_dirs()
     who = requester()
+    store = open_store()
     ids, to_send, stored = [], [], set()
     for path in videos:
         sha256, size = file_sha256(path)
-        report, new = submit_judgement(source=path.resolve(), sha256=sha256, size=size, file_name=path.name,
+        # On local disk the workers read the file where it is; with an object store they may run on
+        # other hosts: the video goes to the store under its content hash, as an upload to `serve` does.
+        source = put_once(upload_key(sha256), path) if store.remote else path.resolve()
+        report, new = submit_judgement(source=source, sha256=sha256, size=size, file_name=path.name,
                                        model=model, api_key_id=None, requested_by=who,
                                        explain=explain_dir is not None, force=force)
         ids.append(report["id"])
@@ -132,7 +137,7 @@ def predict_on_queue(inputs: list[Path], run_id: str | None = None, *, explain_d
         if explain_dir is not None and result.get("explanation"):
             explain_dir.mkdir(parents=True, exist_ok=True)
             copied = explain_dir / f"{path.stem}.png"
-            shutil.copyfile(result["explanation"], copied)
+            shutil.copyfile(local_copy(result["explanation"]), copied)  # its key in the storage root
             result["explanation"] = str(copied)
         results.append(result)
     return run, results + unreadable

@@ -9,10 +9,11 @@ read the copy's files too (migration 0008 rewrites them once; ``resolve`` covers
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 # Top-level folders of the storage root that the pipeline writes (and the anchors of old absolute paths).
-OWNED_FOLDERS = ("runs", "crops", "uploads")
+OWNED_FOLDERS = ("runs", "crops", "uploads", "judgements")
 
 
 def _root(root: Path | None) -> Path:
@@ -105,6 +106,10 @@ class StorageError(ConnectionError):
     """The object store could not be reached or refused an operation (transient: retry later)."""
 
 
+class MissingObjects(StorageError):
+    """The store answered, but holds no object under a key that was asked for."""
+
+
 class Store:
     """The few operations the pipeline needs on its storage root, by key.
 
@@ -120,8 +125,12 @@ class Store:
     def get_bytes(self, key: str) -> bytes: ...
     def get_file(self, key: str, local: Path) -> None: ...
     def size(self, key: str) -> int | None: ...  # None: no such object
-    def list(self, prefix: str) -> dict[str, int]: ...  # key -> size of every object under prefix
+    def listing(self, prefix: str) -> dict[str, tuple[int, int | None]]: ...  # key -> (size, modified ns)
     def delete(self, prefix: str) -> None: ...  # the object, or every object under prefix/
+
+    def list(self, prefix: str) -> dict[str, int]:
+        """key -> size of every object under ``prefix``."""
+        return {key: size for key, (size, _) in self.listing(prefix).items()}
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
@@ -190,11 +199,10 @@ class LocalStore(Store):
         path = self._path(key)
         return path.stat().st_size if path.is_file() else None
 
-    def list(self, prefix: str) -> dict[str, int]:
+    def listing(self, prefix: str) -> dict[str, tuple[int, int | None]]:
         base = self._path(prefix)
-        if base.is_file():
-            return {prefix: base.stat().st_size}
-        return {p.relative_to(self.root).as_posix(): p.stat().st_size for p in base.rglob("*") if p.is_file()}
+        files = [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()]
+        return {p.relative_to(self.root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
 
     def delete(self, prefix: str) -> None:
         import shutil
@@ -275,18 +283,26 @@ class ObjectStore(Store):
             return None
         return int(info["size"]) if info.get("type") == "file" else None
 
-    def list(self, prefix: str) -> dict[str, int]:
+    def listing(self, prefix: str) -> dict[str, tuple[int, int | None]]:
         start = len(self.base) + 1
         try:
             found = self._call("cannot list", prefix, self.fs.find, self._path(prefix), detail=True)
         except FileNotFoundError:
             return {}
-        return {path[start:]: int(info["size"]) for path, info in found.items() if info.get("type") == "file"}
+        return {path[start:]: (int(info["size"]), _ns(info.get("LastModified")))
+                for path, info in found.items() if info.get("type") == "file"}
 
     def delete(self, prefix: str) -> None:
         keys = list(self.list(prefix))
         if keys:
             self._call("cannot delete", prefix, self.fs.rm, [self._path(k) for k in keys])
+
+
+def _ns(when) -> int | None:
+    """An S3 LastModified (a datetime, whole seconds on most servers) in nanoseconds since the epoch."""
+    if when is None or not hasattr(when, "timestamp"):
+        return None
+    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
 
 
 def open_store(url: str | None = None) -> Store:
@@ -338,35 +354,52 @@ def check_store(store: Store) -> dict:
 
 
 def fetch_to_cache(store: Store, keys, cache_dir: Path, *, workers: int = 16, progress=None,
-                   sizes: dict[str, int] | None = None) -> dict[str, Path]:
+                   listing: dict[str, tuple[int, int | None]] | None = None) -> dict[str, Path]:
     """Local copies of ``keys`` under ``cache_dir`` (same relative layout), fetched in parallel.
 
-    A file already in the cache with the object's size is reused (an earlier run's fetch); any
-    other is fetched to a temporary name and renamed, then its size checked against the store's.
-    ``progress(done, total, bytes)`` is called as files arrive. Raises StorageError when an object
-    is missing or arrives with the wrong size. A LocalStore's keys are its own files: no copy."""
+    Each copy takes its object's modification time, so a cached copy reads as old as the object
+    (a crop pack no older than its PNGs in the store is no older in the cache: workers/training/
+    data.py reads the pack then). A file already in the cache with the object's size and time is
+    reused (an earlier run's fetch); any other is fetched to a temporary name and renamed, then its
+    size checked against the store's. ``listing``: the store's ``listing`` of the keys' folders, if
+    the caller has it. ``progress(done, total, bytes)`` is called as files arrive. Raises
+    MissingObjects when an object is missing, StorageError when one arrives with the wrong size.
+    A LocalStore's keys are its own files: no copy."""
+    import os
     from concurrent.futures import ThreadPoolExecutor
 
     keys = list(dict.fromkeys(keys))
     if not store.remote:
         return {key: store.root / key for key in keys}
     cache_dir = Path(cache_dir)
-    if sizes is None:
-        sizes = {}
+    if listing is None:
+        listing = {}
         for prefix in sorted({k.rsplit("/", 1)[0] for k in keys}):  # one listing per folder, not one HEAD per file
-            sizes.update(store.list(prefix))
-    missing = [k for k in keys if k not in sizes]
+            listing.update(store.listing(prefix))
+    missing = [k for k in keys if k not in listing]
     if missing:
-        raise StorageError(f"{len(missing)} objects missing from {store.url}, e.g. {missing[0]}")
-    todo = [k for k in keys if not ((cache_dir / k).is_file() and (cache_dir / k).stat().st_size == sizes[k])]
+        raise MissingObjects(f"{len(missing)} objects missing from {store.url}, e.g. {missing[0]}")
+
+    def cached(key: str) -> bool:
+        try:
+            stat = (cache_dir / key).stat()
+        except OSError:
+            return False
+        size, modified = listing[key]
+        return stat.st_size == size and (modified is None or stat.st_mtime_ns == modified)
+
+    todo = [k for k in keys if not cached(k)]
     done, fetched_bytes = len(keys) - len(todo), 0
 
     def one(key: str) -> int:
+        size, modified = listing[key]
         store.get_file(key, cache_dir / key)
         got = (cache_dir / key).stat().st_size
-        if got != sizes[key]:
+        if got != size:
             (cache_dir / key).unlink(missing_ok=True)
-            raise StorageError(f"{key}: fetched {got} bytes, the store holds {sizes[key]}")
+            raise StorageError(f"{key}: fetched {got} bytes, the store holds {size}")
+        if modified is not None:
+            os.utime(cache_dir / key, ns=(modified, modified))
         return got
 
     if progress:
@@ -389,6 +422,49 @@ def local_copy(key: str) -> Path:
         return resolve(key, store.root)
     key = storage_key(key, get_settings().data_dir)
     return fetch_to_cache(store, [key], get_settings().cache_path)[key]
+
+
+@contextmanager
+def fetched(key: str):
+    """A local file with the object ``key`` names, for the length of the block: the file itself under
+    DATA_DIR (or an absolute path, a file of this host, as older rows and `predict --queue` on
+    local disk record), or a temporary copy fetched from the object store and removed after (an
+    uploaded video is read once: it is not kept in CACHE_DIR)."""
+    import shutil
+    import tempfile
+
+    from shared.settings import get_settings
+
+    if Path(key).is_absolute():
+        yield Path(key)
+        return
+    store = open_store()
+    if not store.remote:
+        yield store.root / key
+        return
+    cache = get_settings().cache_path
+    cache.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=cache, prefix=".fetched-"))
+    try:
+        local = folder / PurePosixPath(key).name
+        store.get_file(key, local)
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def upload_key(sha256: str) -> str:
+    """Where a video sent to be judged is kept: by its content hash, never by the sender's file name."""
+    return f"uploads/{sha256}"
+
+
+def put_once(key: str, local: Path) -> str:
+    """``local`` stored under ``key`` unless an object of its size is there already (keys named by
+    content hash: the same bytes are stored once). Returns ``key``."""
+    store = open_store()
+    if store.size(key) != Path(local).stat().st_size:
+        store.put_file(key, local)
+    return key
 
 
 def upload_folder(prefix: str, folder: Path, skip: Path | None = None, only: str | None = None) -> list[str]:

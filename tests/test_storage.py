@@ -3,6 +3,8 @@ atomic whole-object writes, listing, deleting, and the training cache fetch."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from shared.storage import LocalStore, StorageError, check_store, fetch_to_cache, open_store
@@ -50,6 +52,14 @@ def test_fetch_to_cache_copies_in_parallel_verifies_and_reuses(seaweed, tmp_path
     fetch_to_cache(store, keys, tmp_path / "cache", workers=4, progress=lambda *a: seen.append(a))
     assert seen[0] == (11, 12, 0) and seen[-1] == (12, 12, 1000)
     assert local[keys[0]].read_bytes() == bytes([0]) * 1000
+    # Each copy is as old as its object; an object rewritten with the same size is fetched again.
+    listing = store.listing("crops/1")
+    assert all(local[k].stat().st_mtime_ns == listing[k][1] for k in keys)
+    time.sleep(1.1)  # S3 times are whole seconds
+    store.put_bytes(keys[1], bytes([99]) * 1001)
+    seen.clear()
+    fetch_to_cache(store, keys, tmp_path / "cache", workers=4, progress=lambda *a: seen.append(a))
+    assert seen[0] == (11, 12, 0) and local[keys[1]].read_bytes() == bytes([99]) * 1001
     with pytest.raises(StorageError, match="1 objects missing"):
         fetch_to_cache(store, [*keys, "crops/1/gone/crops.pack"], tmp_path / "cache")
 
@@ -172,3 +182,35 @@ def test_storage_check_on_local_disk_and_a_bad_url(tmp_path):
     bad = run_cli(["storage", "check"], pipeline_env(DATA_DIR=tmp_path / "data", STORAGE_URL="ftp://host/x"))
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: STORAGE_URL=ftp://host/x: not s3://bucket[/prefix] (leave it empty for DATA_DIR on local disk)")
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_report_recomputes_a_video_rule_from_the_run_folder_its_key_names(where, tmp_path, monkeypatch, request):
+    """An older run without the rule stored: its crop probabilities are read from the run folder by
+    key, under DATA_DIR whatever the working directory, or fetched from the object store."""
+    import shutil
+
+    from db.models import Run
+    from shared.settings import reset_settings
+    from workers.planning.runs import _metrics_for_rule
+    from workers.training.aggregate import write_predictions
+
+    made = tmp_path / "made"
+    made.mkdir()
+    paths = [f"crops/1/v{v}/f{frame:06d}_00.png" for v in (1, 2) for frame in (0, 1)]
+    for name in ("test_predictions.csv", "val_predictions.csv"):
+        write_predictions(made / name, paths, [1, 1, 2, 2], [0, 0, 1, 1], [0.1, 0.3, 0.2, 0.9])
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    if where == "s3":
+        request.getfixturevalue("seaweed")
+        monkeypatch.setenv("STORAGE_URL", "s3://pipeline/data")
+        open_store("s3://pipeline/data").put_tree("runs/r1", made)
+    else:
+        shutil.copytree(made, tmp_path / "data" / "runs" / "r1")
+    reset_settings()
+    try:
+        got = _metrics_for_rule(Run(id="r1", artifacts={"dir": "runs/r1"}), {"threshold": 0.5}, "max")
+    finally:
+        reset_settings()
+    assert got["aggregate"] == "max" and got["aggregations"]["max"]["video_auc"] == 1.0

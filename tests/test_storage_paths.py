@@ -84,4 +84,5 @@ def test_a_copied_data_dir_works_on_itself_with_the_original_gone(sample_root, t
     evaluation = run_cli_json(["evaluate", run_id, "--dataset", dataset, "--wait"], env)
     assert evaluation["status"] == "done", evaluation.get("error")
     assert Path(evaluation["roc"]).parent == run_dir and Path(evaluation["roc"]).is_file()
+    assert "Evaluations on other datasets" in (run_dir / "report.html").read_text()  # the run's page, rewritten
     assert not original.exists()  # nothing was written where the original was

@@ -246,7 +246,11 @@ def process_video(video_id: int, params: IngestParams, *, force: bool = False, d
         return _leave_pending(video_id, rel_path, folder, exc, started, ingest_id)
     status = DONE if rows else NO_FACE
     if store.remote:  # the objects first: no row names one that is not there (a failed put retries the task)
-        store.put_tree(str(folder_rel), folder, keep)
+        # The pack after its PNGs: training reads a pack only when it is no older than every PNG
+        # of its folder (workers/training/data.py), and a fetched copy keeps the object's time.
+        store.put_tree(str(folder_rel), folder, sorted(keep - {PACK_NAME}))
+        if PACK_NAME in keep:
+            store.put_file(f"{folder_rel}/{PACK_NAME}", folder / PACK_NAME)
     work_seconds = time.perf_counter() - work_started
     seconds = _record(video_id, status=status, error=None, rows=rows, started=started, info=result, stamp=stamp,
                       rel_path=rel_path)

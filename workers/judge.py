@@ -9,9 +9,11 @@ mid-judgement and its task requeued, a Redis visibility timeout) judges again bu
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import OrderedDict
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -19,6 +21,7 @@ from db.models import Judgement
 from db.session import session_scope
 from shared.process import process_name
 from shared.settings import get_settings
+from shared.storage import fetched, local_copy, open_store
 from workers.planning.judgements import DONE, FAILED, NO_FACE, QUEUED, RUNNING, copy_verdict
 
 log = logging.getLogger(__name__)
@@ -114,25 +117,45 @@ def judge_recorded(judgement_id: str, *, force: bool = False) -> dict:
 
     run_model_path = _model_path(row.run_id)
     model = cached_model(run_model_path, row.model_sha256)
-    explain_dir = get_settings().data_dir / "judgements" / row.id if row.explain else None
+    store = open_store()
+    sheet_key = f"judgements/{row.id}"
+    # On local disk the sheet is written in place; for an object store in a scratch folder, then put.
+    explain_dir = None
+    if row.explain:
+        explain_dir = (get_settings().cache_path / ".sheets" / row.id) if store.remote else store.root / sheet_key
     try:
-        result = judge_video(row.source, model, params=IngestParams.from_dict(row.ingest_params),
-                             threshold=row.threshold, explain_dir=explain_dir, aggregate=row.aggregation or "mean",
-                             detail=True)
+        # The video: a key of the storage root (an upload; from an object store, a temporary copy) or
+        # a file of this host (`predict --queue` on local disk).
+        with fetched(row.source) as video:
+            result = judge_video(video, model, params=IngestParams.from_dict(row.ingest_params),
+                                 threshold=row.threshold, explain_dir=explain_dir,
+                                 aggregate=row.aggregation or "mean", detail=True)
     except VideoError as exc:
         record_judgement_failure(judgement_id, exc)
         return {"id": judgement_id, "status": FAILED, "error": str(exc)}
+    explanation = None
+    if result.get("explanation"):
+        sheet = Path(result["explanation"])
+        explanation = f"{sheet_key}/{sheet.name}"
+        if store.remote:  # the object before the record that names it (a failed put retries the task)
+            try:
+                store.put_file(explanation, sheet)
+            finally:
+                shutil.rmtree(explain_dir, ignore_errors=True)
     status = DONE if result["label"] is not None else NO_FACE
     wrote = finish(judgement_id, status=status, verdict=result["label"], fake_probability=result["fake_probability"],
-                   faces=result["faces"], scores=result["scores"], explanation=result.get("explanation"),
+                   faces=result["faces"], scores=result["scores"], explanation=explanation,
                    task_seconds=round(time.monotonic() - started, 3))
     return {"id": judgement_id, "status": status, "verdict": result["label"], "recorded": wrote}
 
 
 def _model_path(run_id: str) -> str:
+    """The run's model file on this host: under DATA_DIR, or fetched from the object store into
+    CACHE_DIR (once; reused while its size matches)."""
     from db.models import Run
 
     with session_scope() as session:
         run = session.get(Run, run_id)
-        return (run.artifacts or {})["model"]
+        key = (run.artifacts or {})["model"]
+    return str(local_copy(key))
 

@@ -20,6 +20,7 @@ from orchestrator.serve.metrics import Metrics
 from orchestrator.serve.upload import BadUpload, UploadTooLarge, receive_upload, store
 from shared.errors import InputError
 from shared.settings import get_settings
+from shared.storage import StorageError
 
 log = logging.getLogger("orchestrator.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -98,6 +99,12 @@ def create_app(config: ServeConfig, lifespan=None) -> FastAPI:
     @app.exception_handler(InputError)
     async def bad_input(_request, exc: InputError):
         return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(StorageError)
+    async def store_unreachable(request: Request, exc: StorageError):
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": "the object store is unreachable: try again later"}, status_code=503,
+                            headers={"Retry-After": "30"})
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
@@ -182,8 +189,8 @@ def create_app(config: ServeConfig, lifespan=None) -> FastAPI:
         except VideoError as exc:
             upload.path.unlink(missing_ok=True)
             raise error(422, f"not a readable video: {str(exc).replace(str(upload.path), 'the upload')}") from None
-        path = store(upload, settings.uploads_dir)
-        return submit_judgement(source=path, sha256=upload.sha256, size=upload.size, file_name=upload.file_name,
+        key = store(upload)  # the object store's put fails as StorageError: 503 (see below)
+        return submit_judgement(source=key, sha256=upload.sha256, size=upload.size, file_name=upload.file_name,
                                 model=config.model, api_key_id=who.key_id, requested_by=f"key:{who.name}",
                                 explain=explain, force=force)
 
@@ -205,9 +212,18 @@ def create_app(config: ServeConfig, lifespan=None) -> FastAPI:
         if report is None:
             raise error(404, f"no judgement {judgement_id!r}")
         sheet = report.get("explanation")
-        if not sheet or not Path(sheet).is_file():
-            raise error(404, "no Grad-CAM sheet for this judgement (upload with ?explain=true; wait for the verdict)")
-        return FileResponse(sheet, media_type="image/png")
+        missing = error(404, "no Grad-CAM sheet for this judgement (upload with ?explain=true; wait for the verdict)")
+        if not sheet:
+            raise missing
+        from shared.storage import MissingObjects, local_copy
+
+        try:
+            path = local_copy(sheet)  # its key: DATA_DIR's file, or fetched from the object store
+        except MissingObjects:
+            raise missing from None
+        if not path.is_file():
+            raise missing
+        return FileResponse(path, media_type="image/png")
 
     @app.get("/v1/judgements", summary="This key's judgements, newest first")
     def list_all(limit: int = Query(20, ge=1, le=200), before: str | None = Query(None, max_length=32),

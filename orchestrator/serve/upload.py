@@ -1,5 +1,6 @@
 """A multipart upload streamed to disk as it arrives: hashed on the way, stopped at the size limit,
-stored under DATA_DIR/uploads by its content hash (the client's file name is kept as data only)."""
+stored under the key ``uploads/<sha256>`` of the storage root (DATA_DIR/uploads, or the object store
+STORAGE_URL names); the client's file name is kept as data only."""
 
 from __future__ import annotations
 
@@ -104,8 +105,18 @@ async def receive_upload(request, folder: Path, max_bytes: int) -> Upload:
     return Upload(Path(handle.name), receiver.digest.hexdigest(), receiver.size, receiver.file_name or "")
 
 
-def store(upload: Upload, folder: Path) -> Path:
-    """Move the upload to ``folder/<sha256>``; the same bytes uploaded twice are kept once."""
-    final = folder / upload.sha256
-    os.replace(upload.path, final)
-    return final
+def store(upload: Upload) -> str:
+    """The upload stored under ``uploads/<sha256>``, its key: moved into DATA_DIR/uploads on local
+    disk, or put in the object store (then the local file is removed: a worker on another host
+    reads the object). The same bytes uploaded twice are kept once."""
+    from shared.storage import open_store, put_once, upload_key
+
+    key, storage = upload_key(upload.sha256), open_store()
+    if not storage.remote:
+        os.replace(upload.path, storage.root / key)
+        return key
+    try:
+        put_once(key, upload.path)
+    finally:
+        upload.path.unlink(missing_ok=True)
+    return key

@@ -60,9 +60,15 @@ def model_sha256(path: Path | str) -> str:
 def judging_model(run) -> dict:
     """What a judgement records of the model that judges it: a finished run's model file and how
     its verdicts are made. InputError when the model file is gone."""
-    path = (run.artifacts or {}).get("model")
-    if not path or not Path(path).is_file():
-        raise InputError(f"run {run.id}: its model file {path} is missing")
+    from shared.storage import MissingObjects, local_copy
+
+    key = (run.artifacts or {}).get("model")
+    try:
+        path = local_copy(key) if key else None  # its key: under DATA_DIR, or fetched from the object store
+    except MissingObjects:
+        path = None
+    if path is None or not path.is_file():
+        raise InputError(f"run {run.id}: its model file {key} is missing")
     # How a video's crops become its probability: the run's own rule (workers/training/aggregate.py)
     # at the threshold it chose on validation for that rule.
     rule = run.config.get("aggregate", "mean")

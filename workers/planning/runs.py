@@ -257,13 +257,21 @@ def run_report(run: Run, *, aggregate: str | None = None, dataset_keys: dict[str
 
 
 def _metrics_for_rule(run: Run, metrics: dict, rule: str) -> dict:
+    from shared.storage import MissingObjects, local_copy, storage_key
     from workers.training.aggregate import recompute_from_files, with_aggregation
 
     if rule in (metrics.get("aggregations") or {}):
         return with_aggregation(metrics, rule)
-    folder = Path((run.artifacts or {}).get("dir") or get_settings().runs_dir / run.id)
-    if not (folder / "test_predictions.csv").is_file():
+    key = storage_key((run.artifacts or {}).get("dir") or f"runs/{run.id}")
+    files = {}
+    for name in ("test_predictions.csv", "val_predictions.csv"):  # under this DATA_DIR, or fetched from the store
+        try:
+            files[name] = local_copy(f"{key}/{name}")
+        except MissingObjects:
+            pass
+    if "test_predictions.csv" not in files or not files["test_predictions.csv"].is_file():
         return metrics
+    folder = files["test_predictions.csv"].parent
     entry = recompute_from_files(folder, rule, fallback=float(metrics.get("threshold", 0.5)))
     return with_aggregation({**metrics, "aggregations": {**(metrics.get("aggregations") or {}), rule: entry}}, rule)
 
@@ -326,13 +334,27 @@ def rewrite_report_html(run_id: str, *, dataset_keys: dict[str, str] | None = No
     """The finished run's report.html again, with its evaluations and the published numbers they
     stand beside (after `evaluate`, or when `report --dataset-key` names a pair); None when the run
     has no folder."""
-    from workers.training.report_html import write_report_html
+    from shared.storage import fetch_to_cache, open_store, resolve, storage_key, upload_folder
+    from workers.training.report_html import REPORT_FILE, write_report_html
 
     run = find_run(run_id)
-    folder = (run.artifacts or {}).get("dir")
-    if run.status != RUN_DONE or not folder or not Path(folder).is_dir():
+    key = (run.artifacts or {}).get("dir")
+    if run.status != RUN_DONE or not key:
         return None
+    key, store = storage_key(key), open_store()
+    if store.remote:  # the page is made from the folder's images and saved evaluations: fetched, then put back
+        wanted = [k for k in store.list(key) if k.endswith(".png") or "/evaluations/" in k]
+        if not wanted:
+            return None
+        fetch_to_cache(store, wanted, get_settings().cache_path)
+        folder = get_settings().cache_path / key
+    else:
+        folder = resolve(key)  # a key: under this DATA_DIR, wherever the command runs
+        if not folder.is_dir():
+            return None
     report = run_report(run, dataset_keys=dataset_keys)
     # Evaluations are in the page's own table from their saved files; the report's list feeds the comparison.
-    return write_report_html({**report, "evaluations": []}, folder, evaluations=[
+    page = write_report_html({**report, "evaluations": []}, folder, evaluations=[
         {"dataset": e["dataset"], "metrics": e["metrics"]} for e in report["evaluations"] if e["status"] == RUN_DONE])
+    upload_folder(key, folder, only=REPORT_FILE)
+    return page

@@ -98,15 +98,16 @@ def execute_evaluation(evaluation_id: int) -> dict:
         metrics = with_aggregation(metrics, config.get("aggregate", "mean"))
         out_dir = Path(artifacts.get("dir") or get_settings().runs_dir / run_id)
         out_dir.mkdir(parents=True, exist_ok=True)  # on a host that never held the run (object store)
-        write_predictions(out_dir / f"evaluation_{roc_file_name(name)[4:-4]}_{part}.csv", crops["paths"],
-                          crops["video_ids"], crops["labels"], probabilities)
+        predictions = write_predictions(out_dir / f"evaluation_{roc_file_name(name)[4:-4]}_{part}.csv",
+                                        [storage_key(p) for p in crops["paths"]], crops["video_ids"], crops["labels"],
+                                        probabilities)
         roc = plot_roc(crops["labels"], probabilities, out_dir / roc_file_name(name),
                        title=f"{name} ({part}): run {run_id}")
         result_file = out_dir / f"evaluation_{roc_file_name(name)[4:-4]}_{part}.json"
         result_file.write_text(json.dumps({"run_id": run_id, "dataset": name, "part": part,
                                            "videos": len(set(crops["video_ids"])), "crops": len(crops["paths"]),
                                            "metrics": metrics}, indent=2))
-        for written in (roc, result_file):  # into the object store's run folder, where there is one
+        for written in (roc, result_file, predictions):  # into the object store's run folder, where there is one
             upload_folder(storage_key(Path(written).parent), Path(written).parent, only=Path(written).name)
         with session_scope() as session:
             session.execute(update(Evaluation).where(Evaluation.id == evaluation_id).values(
