@@ -33,25 +33,9 @@ def hopper_rgb():
 def test_every_level_of_the_pyramid_is_at_least_twelve_pixels():
     for min_face in (12, 20, 23, 40, 60, 80, 120):
         scales = pyramid_scales(480, 254, min_face)
-        # The first level maps a face of min_face px, or a little more, onto PNet's 12 px window.
-        assert scales and 0.709 * 12 / min_face < scales[0] <= 12 / min_face
+        assert scales and scales[0] == pytest.approx(12 / min_face)
         assert min(254 * s for s in scales) >= 12
         assert 254 * scales[-1] * 0.709 < 12  # and no level that would still fit is left out
-
-
-def test_the_pyramid_is_the_packages_grid_without_the_levels_for_smaller_faces():
-    # A grid that starts at 12 / min_face instead (0.315, 0.223, ... for the 38.1 px that the default
-    # min_face_fraction gives on a 944x500 video) lies between the package's levels and missed faces
-    # of ~100 px that the package's levels find (issue #20).
-    from mtcnn.utils.images import build_scale_pyramid
-
-    grid = build_scale_pyramid(480, 254, 20, 0.709)  # the package's levels at its default 20 px
-    assert grid[0] == pytest.approx(0.6) and len(grid) == 8
-    for min_face in (20, 23, 0.15 * 254, 40, 60, 120):
-        expected = [s for s in grid if s <= 12 / min_face]
-        assert pyramid_scales(480, 254, min_face) == pytest.approx(expected), min_face
-    # Under 20 px the same grid goes on upwards.
-    assert pyramid_scales(480, 254, 12) == pytest.approx([0.6 / 0.709, *grid])
 
 
 def test_the_package_pyramid_goes_under_twelve_pixels_above_twenty():
@@ -140,31 +124,6 @@ def test_one_trace_serves_every_frame_size_and_batch(fast, astronaut_rgb, hopper
     for images in ([astronaut_rgb], [hopper_rgb] * 3, [cv2.resize(hopper_rgb, (200, 250))] * 2):
         fast.detect(images, 30)
     assert [stage.experimental_get_tracing_count() for stage in stages] == traces == [1, 1, 1]
-
-
-def test_faces_the_old_pyramid_missed_in_the_peers_bench_set_are_found(fast, tmp_path):
-    # YouTube-real/00005.mp4 of the 944x500 bench set (bench/ingest_bench.py, seed 7): its first 63
-    # frames, written as the set writes them (mp4v; bit-identical to the set's own frames 0-62). A
-    # face of ~150x195 px; the pyramid that started at 12 / min_face found none in frames 50 and 62
-    # (issue #20), the package's grid finds it at 0.99.
-    from shared import sample_data
-
-    rel = "YouTube-real/00005.mp4"
-    face = sample_data.load_face_images()[13]  # the set's 15 reals per folder: 8 identities, then k = 5
-    sample_data._write_layout_video(tmp_path, rel, face, None, fake=False, seconds=63 / 30, fps=30.0,
-                                    size=(944, 500), seed=7, footage_rel=rel)
-    capture = cv2.VideoCapture(str(tmp_path / rel))
-    frames = []
-    while len(frames) < 63:
-        ok, frame = capture.read()
-        assert ok
-        frames.append(frame)
-    found = detect_faces([frames[50], frames[62]], min_confidence=0.95, max_side=480, min_face_fraction=0.15,
-                         detector=fast)
-    assert [len(faces) for faces in found] == [1, 1]
-    for (face_found,) in found:
-        box = face_found.box
-        assert 580 < box.x + box.w / 2 < 640 and 235 < box.y + box.h / 2 < 295  # the face: (609, 265)
 
 
 def test_importing_mtcnn_leaves_out_what_keras_would_import_for_plots_and_scikit_learn():

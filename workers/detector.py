@@ -7,8 +7,8 @@ A thin wrapper, not a fork: it reuses the package's networks, weights and NumPy 
   image size alone and then multiplies them by ``m = 12 / min_face_size``; with
   ``min_face_size`` above ~20 the last scales shrink the image under PNet's 12 px window, PNet
   raises, and ``detect_faces`` swallows the error and returns no face at all (field notes).
-  :func:`pyramid_scales` keeps the package's grid of scales, drops the levels that could only find
-  faces under ``min_face_size``, and stops at the last level still at least 12 px.
+  :func:`pyramid_scales` counts from the scaled size instead: scales ``m * factor**k`` while
+  ``min_side * m * factor**k >= 12``.
 - **Compiled stages.** The package calls its Keras models eagerly: one Python-level call per
   layer for every pyramid scale, RNet and ONet batch. Here each stage is one ``tf.function``
   with relaxed shapes (any batch, any frame size), so one trace per process covers every video
@@ -22,7 +22,6 @@ pixels of the images given.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Sequence
 
@@ -47,8 +46,8 @@ KERAS_OPTIONAL_IMPORTS = ("matplotlib", "sklearn", "IPython")
 
 def import_mtcnn():
     """Import TensorFlow, Keras and the ``mtcnn`` package with Keras's optional imports
-    (``KERAS_OPTIONAL_IMPORTS``) seen as absent: Keras takes its documented "not installed" path
-    for each. They stay importable afterwards (this process's plots import matplotlib
+    (``KERAS_OPTIONAL_IMPORTS``) seen as absent: Keras takes its ``except ImportError`` path for
+    each, as where they are not installed. They stay importable afterwards (this process's plots import matplotlib
     themselves); only Keras's wrappers around them (``keras.visualization``,
     ``keras.wrappers.SKLearn*``) are unavailable in this process. Where Keras is already
     imported, this is a plain import."""
@@ -69,30 +68,18 @@ def import_mtcnn():
 
 def pyramid_scales(width: int, height: int, min_face_size: float = DEFAULT_MIN_FACE,
                    scale_factor: float = SCALE_FACTOR) -> list[float]:
-    """Scales of the image pyramid: the package's own grid, ``(12 / 20) * scale_factor**k`` (its
-    default ``min_face_size`` of 20 px; k may be negative below 20 px), keeping the levels from the
-    first that maps a face of ``min_face_size`` pixels onto PNet's 12 px window or less (a larger
-    scale only finds smaller faces) to the last that still leaves the image's shorter side at least
-    12 px (a level below that is what makes the package's PNet raise). Empty when even the first
-    level is too small (an image smaller than the minimum face).
-
-    Why the package's grid: its levels are where the package (the reference the compiled path is
-    tested against) looks for faces, and a pyramid on other levels finds other faces. The grid
-    that started at ``12 / min_face_size`` (0.315, 0.223, ... for the 38.1 px of a 944x500 video at
-    the default ``min_face_fraction``) lay between the package's levels (0.302, 0.214, ...) and
-    missed faces of ~100 px in 4 of 192 frames of the peers' 944x500 set that these levels find
-    (docs/benchmarks.md, issue #20), at the same number of levels.
-    """
+    """Scales of the image pyramid: the first maps a face of ``min_face_size`` pixels onto PNet's
+    12 px window, each next one is ``scale_factor`` smaller, and the last still leaves the image's
+    shorter side at least 12 px (a level below that is what makes the package's PNet raise).
+    Empty when even the first level is too small (an image smaller than the minimum face)."""
     if min_face_size <= 0:
         raise ValueError("min_face_size must be positive")
-    base = PNET_WINDOW / DEFAULT_MIN_FACE
-    largest = PNET_WINDOW / min_face_size
-    # The first grid level not above `largest` (a relative tolerance: 12 / 20 itself is level 0).
-    k = math.ceil(math.log(largest / base) / math.log(scale_factor) - 1e-9)
+    m = PNET_WINDOW / min_face_size
     min_side = min(width, height)
     scales = []
-    while min_side * base * scale_factor**k >= PNET_WINDOW:
-        scales.append(base * scale_factor**k)
+    k = 0
+    while min_side * m * scale_factor**k >= PNET_WINDOW:
+        scales.append(m * scale_factor**k)
         k += 1
     return scales
 
