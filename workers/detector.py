@@ -47,8 +47,8 @@ KERAS_OPTIONAL_IMPORTS = ("matplotlib", "sklearn", "IPython")
 def import_mtcnn():
     """Import TensorFlow, Keras and the ``mtcnn`` package with Keras's optional imports
     (``KERAS_OPTIONAL_IMPORTS``) seen as absent: Keras takes its ``except ImportError`` path for
-    each, as where they are not installed. They stay importable afterwards (this process's plots import matplotlib
-    themselves); only Keras's wrappers around them (``keras.visualization``,
+    each, as where they are not installed. They stay importable afterwards (this process's plots
+    import matplotlib themselves); only Keras's wrappers around them (``keras.visualization``,
     ``keras.wrappers.SKLearn*``) are unavailable in this process. Where Keras is already
     imported, this is a plain import."""
     if "keras" not in sys.modules:
