@@ -124,3 +124,24 @@ def test_one_trace_serves_every_frame_size_and_batch(fast, astronaut_rgb, hopper
     for images in ([astronaut_rgb], [hopper_rgb] * 3, [cv2.resize(hopper_rgb, (200, 250))] * 2):
         fast.detect(images, 30)
     assert [stage.experimental_get_tracing_count() for stage in stages] == traces == [1, 1, 1]
+
+
+def test_importing_mtcnn_leaves_out_what_keras_would_import_for_plots_and_scikit_learn():
+    # In a fresh process, as a worker's parent does before the fork (workers/lifecycle.py).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from workers.detector import KERAS_OPTIONAL_IMPORTS, import_mtcnn\n"
+        "import_mtcnn()\n"
+        "assert 'tensorflow' in sys.modules and 'keras' in sys.modules\n"
+        "assert not [n for n in KERAS_OPTIONAL_IMPORTS if n in sys.modules], sys.modules.keys()\n"
+        "import matplotlib.pyplot, sklearn.metrics\n"  # still importable afterwards
+        "from workers.detector import FastMTCNN\n"
+        "import numpy as np\n"
+        "assert FastMTCNN().detect([np.zeros((60, 80, 3), np.uint8)]).shape == (0, 16)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -22,6 +22,7 @@ pixels of the images given.
 
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -34,6 +35,35 @@ DEFAULT_MIN_FACE = 20  # the package's default min_face_size (pixels of the imag
 THRESHOLD_PNET, NMS_PNET1, NMS_PNET2 = 0.6, 0.5, 0.7
 THRESHOLD_RNET, NMS_RNET = 0.7, 0.7
 THRESHOLD_ONET, NMS_ONET = 0.8, 0.7
+
+
+# Packages that Keras imports, when they are installed, at its own import (TensorFlow imports Keras
+# eagerly): its plotting helpers, its scikit-learn wrapper and its notebook file editor. MTCNN and
+# the worker never use them through Keras, and they were a third of the CPU time of `import mtcnn`
+# (matplotlib.pyplot, scikit-learn with SciPy's stats, IPython: docs/benchmarks.md, issue #20).
+KERAS_OPTIONAL_IMPORTS = ("matplotlib", "sklearn", "IPython")
+
+
+def import_mtcnn():
+    """Import TensorFlow, Keras and the ``mtcnn`` package with Keras's optional imports
+    (``KERAS_OPTIONAL_IMPORTS``) seen as absent: Keras takes its ``except ImportError`` path for
+    each, as where they are not installed. They stay importable afterwards (this process's plots
+    import matplotlib themselves); only Keras's wrappers around them (``keras.visualization``,
+    ``keras.wrappers.SKLearn*``) are unavailable in this process. Where Keras is already
+    imported, this is a plain import."""
+    if "keras" not in sys.modules:
+        hidden = [name for name in KERAS_OPTIONAL_IMPORTS if name not in sys.modules]
+        for name in hidden:
+            sys.modules[name] = None  # `import name` raises ImportError
+        try:
+            import mtcnn
+        finally:
+            for name in hidden:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
+    import mtcnn
+
+    return mtcnn
 
 
 def pyramid_scales(width: int, height: int, min_face_size: float = DEFAULT_MIN_FACE,
@@ -64,12 +94,11 @@ class FastMTCNN:
     worker child, never the prefork parent: field notes)."""
 
     def __init__(self, mtcnn=None):
+        package = import_mtcnn()
         import tensorflow as tf
 
         if mtcnn is None:
-            from mtcnn import MTCNN
-
-            mtcnn = MTCNN(stages="face_and_landmarks_detection")
+            mtcnn = package.MTCNN(stages="face_and_landmarks_detection")
         self.mtcnn = mtcnn  # the package's detector: its eager path stays usable for comparison
         pnet, rnet, onet = (stage.model for stage in mtcnn.stages)
         image_spec = tf.TensorSpec([None, None, None, 3], tf.float32)

@@ -90,7 +90,9 @@ def _preload_in_parent(sender, instance, **_kwargs) -> None:
     _consumes_cpu_queue = bool({command_queue(CPU_QUEUE), command_queue(PREDICT_QUEUE)}
                                & set(instance.app.amqp.queues.consume_from))
     if _consumes_cpu_queue:
-        import mtcnn  # noqa: F401  (imports TensorFlow)
+        from workers.detector import import_mtcnn
+
+        import_mtcnn()  # TensorFlow, Keras, MTCNN's code
 
 
 @worker_process_init.connect
