@@ -7,8 +7,8 @@ import pytest
 from workers.align import align_face
 from workers.faces import Box, crop_face
 from workers.training.sbi import (
-    OUTLINE_SCALE, can_blend, crop_landmarks, face_outline, hard_mask, self_blend, training_dataset,
-    validation_arrays, write_examples,
+    OUTLINE_SCALE, can_blend, crop_landmarks, face_outline, hard_mask, pair_augmentation, self_blend,
+    training_dataset, validation_arrays, write_examples,
 )
 
 SIDE = 128
@@ -85,6 +85,23 @@ def test_pseudo_fake_differs_from_its_real_only_inside_the_mask_and_is_reproduci
     # At 64 px (the CPU recipe) too.
     small = self_blend(_face(64), LANDMARKS / 2, 0)
     assert small.fake.shape == (64, 64, 3) and (small.mask > 0).any()
+
+
+def test_training_transforms_change_both_images_of_a_pair_alike_and_leave_the_blend_as_it_was():
+    image = _face(64, seed=5)
+    changed = 0
+    for seed in range(30):
+        # One draw for the pair: two equal images stay equal.
+        real, fake = pair_augmentation(image, image.copy(), np.random.default_rng(seed))
+        assert real.dtype == np.uint8 and real.shape == image.shape and np.array_equal(real, fake)
+        changed += not np.array_equal(real, image)
+        plain = self_blend(image, LANDMARKS / 2, seed)
+        trained = self_blend(image, LANDMARKS / 2, seed, augment=True)
+        assert np.array_equal(plain.mask, trained.mask)  # drawn after the blend
+        again = self_blend(image, LANDMARKS / 2, seed, augment=True)
+        assert np.array_equal(again.fake, trained.fake) and np.array_equal(again.real, trained.real)
+    # RGB shift or brightness/contrast (p = 0.3 each) or JPEG (p = 0.5): 1 - 0.7 * 0.7 * 0.5 = 0.755 expected.
+    assert 15 <= changed <= 29
 
 
 def test_training_pipeline_pairs_each_real_crop_with_its_pseudo_fake():

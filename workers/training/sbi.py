@@ -222,8 +222,37 @@ class Blend:
     mask: np.ndarray  # float32 (S, S): the blend weight of the source at each pixel, 0..1
 
 
-def self_blend(image: np.ndarray, landmarks: np.ndarray, seed) -> Blend:
-    """One pseudo-fake of an RGB uint8 square crop from its five landmarks (crop pixels)."""
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+    return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def pair_augmentation(real: np.ndarray, fake: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """SBI's training transforms of a pair (``get_transforms``, albumentations with ``image1`` as an
+    additional target: one draw, applied to both images): RGB shift up to 20 levels (p = 0.3),
+    brightness and contrast +-30 % (p = 0.3), JPEG at quality 40-100 (p = 0.5). Its
+    HueSaturationValue (p = 0.3, limits +-0.3 on uint8 channels) changes no pixel and is left out.
+    What the JPEG step is for: the blend is made after the video's compression, so without it the
+    pseudo-fake's inside carries another noise than its outside (a cue real swaps, compressed after
+    blending, do not have). On the sample data it moved no AUC measurably (docs/detectors.md)."""
+    curves = [_LEVELS] * 3
+    if rng.random() < 0.3:
+        shift = rng.uniform(-20, 20, 3)
+        curves = [curves[c] + shift[c] for c in range(3)]
+    if rng.random() < 0.3:  # albumentations' brightness_by_max: x * (1 + contrast) + brightness * 255
+        contrast, brightness = rng.uniform(-0.3, 0.3, 2)
+        curves = [np.clip(curve, 0, 255) * (1 + contrast) + brightness * 255 for curve in curves]
+    out = [cv2.LUT(image, _lut(curves)) for image in (real, fake)]
+    if rng.random() < 0.5:
+        quality = int(rng.integers(40, 101))
+        out = [_jpeg(image, quality) for image in out]
+    return out[0], out[1]
+
+
+def self_blend(image: np.ndarray, landmarks: np.ndarray, seed, *, augment: bool = False) -> Blend:
+    """One pseudo-fake of an RGB uint8 square crop from its five landmarks (crop pixels).
+    ``augment``: then SBI's training transforms of the pair (``pair_augmentation``), drawn after
+    the blend, so the blend itself is the same with or without."""
     rng = np.random.default_rng(seed)
     side = image.shape[0]
     k = side / REFERENCE_SIDE
@@ -247,6 +276,8 @@ def self_blend(image: np.ndarray, landmarks: np.ndarray, seed) -> Blend:
     # target + mask * (source - target), rounded: exactly the target where the mask is 0.
     fake = cv2.add(base, cv2.multiply(source.astype(np.float32) - base, cv2.merge([mask] * 3)))
     fake = np.clip(fake + 0.5, 0, 255).astype(np.uint8)
+    if augment:
+        target, fake = pair_augmentation(target, fake, rng)
     return Blend(real=target, fake=fake, mask=mask)
 
 
@@ -302,7 +333,7 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, landmarks: np.ndarr
         i = int(index)
         if not blendable[i]:
             return images[i], images[i], np.array([labels[i], 1], np.float32), np.array([True, False])
-        made = self_blend(images[i], landmarks[i], [int(element_random) & 0xFFFFFFFFFFFF, i])
+        made = self_blend(images[i], landmarks[i], [int(element_random) & 0xFFFFFFFFFFFF, i], augment=True)
         return made.real, made.fake, np.array([0, 1], np.float32), np.array([True, True])
 
     def blend(index, element_random):
