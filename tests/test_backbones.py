@@ -202,3 +202,32 @@ def test_clip_weights_from_a_local_preset_directory(tmp_path):
     config = TrainConfig.from_options({"backbone": "clip-vit-b16", "weights": str(tmp_path / "preset"),
                                        "image_size": SIZE}, check_files=True)
     assert config.weights == str((tmp_path / "preset").resolve()) and config.tune == "layernorm"
+
+
+@pytest.mark.parametrize("backbone", ["clip-vit-b16", pytest.param("efficientnetb0", marks=pytest.mark.slow)])  # XLA: ~5 min
+def test_new_backbones_train_under_mixed_precision_and_xla(backbone):
+    """`--mixed-precision` and `--jit` on a keras-hub ViT and a keras.applications CNN: the backbone
+    computes in float16 under a loss-scaling optimizer, XLA stays on, the probabilities stay float32."""
+    import keras
+
+    from workers.training.inference import predict_probabilities
+    from workers.training.models import backbone_layer, build_model
+
+    base = None
+    if backbone.startswith("clip"):
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("mixed_float16")  # as build_model builds a real preset
+        try:
+            base = small_clip_encoder()
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+    model = build_model(backbone, weights="none", image_size=SIZE, base=base, mixed_precision=True, jit_compile=True)
+    images = crops(4, SIZE)
+    loss = model.fit(images, np.array([0, 1, 0, 1], np.float32), batch_size=4, epochs=1, verbose=0).history["loss"][0]
+
+    assert np.isfinite(loss) and model.jit_compile is True
+    assert backbone_layer(model).dtype_policy.name == "mixed_float16"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    probabilities = predict_probabilities(model, images)
+    assert probabilities.dtype == np.float32 and np.all((probabilities > 0) & (probabilities < 1))
+    assert keras.mixed_precision.global_policy().name == "float32"
