@@ -305,11 +305,12 @@ objects = store.list("")
 pngs = {k for k in objects if k.startswith("crops/") and k.endswith(".png")}
 packs = [k for k in objects if k.startswith("crops/") and k.endswith("crops.pack")]
 run_keys = [v for _, a in runs for v in (a or {}).values() if isinstance(v, str) and v.startswith("runs/")]
-missing = [k for k in recorded + run_keys if k not in objects]
+# A run's artifacts name objects and folders (its TensorBoard logs): a folder is there if objects are under it.
+missing = [k for k in recorded + run_keys if k not in objects and not any(o.startswith(k.rstrip("/") + "/") for o in objects)]
 print(f"{store.url}: {len(objects)} objects, {sum(objects.values()) / 1e6:.1f} MB; {len(pngs)} crop PNGs for "
       f"{len(recorded)} crop rows ({len(recorded) - len(set(recorded))} rows sharing a key), {len(packs)} packs; "
       f"{len(runs)} finished runs with {len(run_keys)} artifacts; recorded but not in the store: {len(missing)}; "
-      f"PNGs in the store with no row: {len(pngs - set(recorded))}")
+      f"PNGs in the store with no row: {len(pngs - set(recorded))}" + (f" (missing: {', '.join(missing[:5])})" if missing else ""))
 raise SystemExit(1 if missing or pngs != set(recorded) or len(recorded) != len(set(recorded)) else 0)
 EOF
 }
