@@ -304,7 +304,8 @@ with create_engine(os.environ["DATABASE_URL"]).connect() as c:
 objects = store.list("")
 pngs = {k for k in objects if k.startswith("crops/") and k.endswith(".png")}
 packs = [k for k in objects if k.startswith("crops/") and k.endswith("crops.pack")]
-run_keys = [v for _, a in runs for v in (a or {}).values() if isinstance(v, str) and v.startswith("runs/")]
+run_keys = [v for _, a in runs for value in (a or {}).values() for v in (value if isinstance(value, list) else [value])
+            if isinstance(v, str) and v.startswith("runs/")]
 # A run's artifacts name objects and folders (its TensorBoard logs): a folder is there if objects are under it.
 missing = [k for k in recorded + run_keys if k not in objects and not any(o.startswith(k.rstrip("/") + "/") for o in objects)]
 print(f"{store.url}: {len(objects)} objects, {sum(objects.values()) / 1e6:.1f} MB; {len(pngs)} crop PNGs for "

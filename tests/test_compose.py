@@ -782,3 +782,8 @@ def test_compose_smoke_script_is_valid_bash_and_cleans_up():
     assert "trap cleanup EXIT" in text and "down -v" in text
     assert "-f docker-compose.yml -f docker-compose.cpu.yml" in text
     assert "--network host" in text
+    # Issue #21: the run shows no shared disk (from compose's own resolved config), 2 CPU workers,
+    # training from the store, and the store against the database after the kill.
+    assert '"${DC[@]}" config > "$WORK/config.yml"' in text and "NO SHARED DISK" in text
+    assert "up -d --scale cpu-worker=2" in text and "TRAINING FROM THE STORE" in text
+    assert text.count("store_check)") == 2 and "docker/Dockerfile.objectstore" in text
