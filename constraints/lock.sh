@@ -14,8 +14,8 @@ lock() {
     --no-header --annotation-style line -q -o "constraints/$out"
   sed -i "1i # Made by constraints/lock.sh (uv pip compile pyproject.toml $*); do not edit by hand." "constraints/$out"
 }
-lock cpu.txt --extra cpu --extra test
-lock gpu.txt --extra gpu
+lock cpu.txt --extra cpu --extra test --extra s3
+lock gpu.txt --extra gpu --extra s3
 # keras-hub's own dependencies pull the full tensorflow wheel (through tensorflow-text): on a CPU
 # install its packages go in without them (pip install --no-deps), so only they are pinned here.
 lock clip.txt --extra clip --no-deps

@@ -106,6 +106,15 @@ class TrainingProgress:
             self.bar = None
 
 
+def parent_location(location: str) -> str:
+    """The folder holding a local path or an object-store URL (``Path`` would turn ``s3://b/k`` into
+    ``s3:/b``)."""
+    location = str(location).rstrip("/")
+    if "://" in location:
+        return location.rpartition("/")[0]
+    return str(Path(location).parent)
+
+
 def format_report(report: dict) -> str:
     m, s, c = report["metrics"], report["split"] or {}, report["config"]
 
@@ -155,7 +164,7 @@ def format_report(report: dict) -> str:
         ]
         if report["artifacts"].get("report_html"):
             lines.append(f"report: {escape_name(report['artifacts']['report_html'])}   "
-                         f"tensorboard --logdir {escape_name(Path(report['artifacts']['dir']).parent)}")
+                         f"tensorboard --logdir {escape_name(parent_location(report['artifacts']['dir']))}")
         lines += [format_evaluation(e, short=True) for e in report.get("evaluations", [])]
         if report.get("published"):
             from shared.published import format_comparison

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-LOCKS = {"cpu": ["cpu", "test"], "gpu": ["gpu"], "clip": ["clip"]}
+LOCKS = {"cpu": ["cpu", "test", "s3"], "gpu": ["gpu", "s3"], "clip": ["clip"]}
 
 
 def pins(name: str) -> dict[str, str]:
@@ -48,4 +48,5 @@ def test_ci_and_both_images_install_the_pinned_versions():
     for kind in ("cpu", "gpu"):
         dockerfile = (REPO / "docker" / f"Dockerfile.{kind}").read_text()
         assert "COPY constraints/ constraints/" in dockerfile
-        assert f'pip install ".[{kind}]" -c constraints/{kind}.txt' in dockerfile
+        # Every image reaches the object store (STORAGE_URL=s3://..., no shared disk in compose).
+        assert f'pip install ".[{kind},s3]" -c constraints/{kind}.txt' in dockerfile

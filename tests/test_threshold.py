@@ -79,3 +79,11 @@ def test_report_prints_warnings_before_any_number_and_threshold_free_numbers_fir
 
     assert text.index("WARNING: CONSTANT MODEL") < text.index("auc 0.5000") < text.index("accuracy 0.4700")
     assert "threshold 0.5000: fixed 0.5" in text
+
+
+def test_the_runs_folder_of_a_local_path_or_an_object_store_url():
+    from orchestrator.output import parent_location
+
+    assert parent_location("s3://pipeline/data/runs/20261207-1") == "s3://pipeline/data/runs"
+    assert parent_location("s3://pipeline/data/runs/20261207-1/") == "s3://pipeline/data/runs"
+    assert parent_location("/data/runs/20261207-1") == "/data/runs"
