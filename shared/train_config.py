@@ -25,6 +25,11 @@ CLASS_WEIGHTS = ("balanced", "none")
 FAKES = ("real", "sbi", "both")
 # How a video's crop probabilities become its score (workers/training/aggregate.py).
 AGGREGATIONS = ("mean", "max", "confident")
+# The model's own augmentation layer (random rotation, shift, flip of every training crop).
+AUGMENTS = ("auto", "on", "off")
+# How Adam's rate moves over the epochs, and which epoch's weights the run keeps (workers/training/fit.py).
+LR_SCHEDULES = ("constant", "cosine")
+KEEPS = ("best", "last", "average")
 
 
 def _auto_or_bool(value) -> str | bool:
@@ -91,6 +96,13 @@ class TrainConfig:
     batch_size: int = field(default=32, metadata=_option(
         "Crops per device per step; the global batch is batch-size x replicas.", minimum=1))
     learning_rate: float = field(default=1e-4, metadata=_option("Adam's learning rate.", flag="--lr", above=0))
+    lr_schedule: str = field(default="constant", metadata=_option(
+        "constant: --lr throughout; cosine: from --lr down to 0 along a half cosine over the epochs asked for.",
+        choices=LR_SCHEDULES))
+    keep: str = field(default="best", metadata=_option(
+        "The weights the run keeps: best (the epoch of lowest validation loss, with early stopping); last "
+        "(every epoch runs, the final weights); average (every epoch runs, the weights averaged over the "
+        "last third of the epochs).", choices=KEEPS))
     split: str = field(default="video", metadata=_option(
         "video: grouped by source identity (no leak); official: the dataset's own test list; "
         "frame: random over crops (leaks, for comparison with the old notebook).", choices=SPLIT_STRATEGIES))
@@ -121,6 +133,14 @@ class TrainConfig:
     fakes: str = field(default="real", metadata=_option(
         "Fakes to learn from: real (the datasets' fake videos); sbi (real videos only, each crop also "
         "self-blended into a pseudo-fake from its landmarks); both.", choices=FAKES))
+    # auto is off for self-blended fakes: the layer resamples every training crop bilinearly, which
+    # blurs the blend seams and resolution changes SBI teaches (validation and test crops are never
+    # resampled); SBI's own recipe has colour/JPEG pair transforms and no geometric ones. Measured in
+    # docs/detectors.md ("The learning guard and the recipes").
+    augment: str = field(default="auto", metadata=_option(
+        "The model's augmentation layer (random rotation, shift and flip of each training crop): on, off; "
+        "auto: on, except off with --fakes sbi or both (it blurs the blend seams SBI teaches).",
+        choices=AUGMENTS))
     aggregate: str = field(default="mean", metadata=_option(
         "Video score from its crops: mean; max (per frame the max over faces, then the mean, as SBI); "
         "confident (the DFDC winner's rule). The threshold is chosen on validation for each.",
@@ -204,7 +224,9 @@ class TrainConfig:
         entry = backbone_entry(self.backbone)
         return TrainConfig(**{**self.as_dict(),
                               "image_size": entry.default_size if self.image_size == "auto" else self.image_size,
-                              "tune": entry.tunes[0] if self.tune == "auto" else self.tune})
+                              "tune": entry.tunes[0] if self.tune == "auto" else self.tune,
+                              "augment": self.augment if self.augment != "auto"
+                              else ("on" if self.fakes == "real" else "off")})
 
     def _with_weights_file(self) -> "TrainConfig":
         if self.weights.lower() in ("imagenet", "pretrained", "none"):
