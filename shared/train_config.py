@@ -257,6 +257,19 @@ def trained_part(config: dict) -> str:
     return f"tune {config.get('tune') or 'all'}" + (f": {count:,} trainable parameters" if count is not None else "")
 
 
+def schedule_part(config: dict) -> str:
+    """A run's record -> "lr 0.0003 cosine, augmentation off, keeps the average of 13 epochs" (runs
+    recorded before these options: "lr 0.0001, augmentation on, keeps the best epoch")."""
+    lr = f"lr {config.get('learning_rate')}" + (" cosine" if config.get("lr_schedule") == "cosine" else "")
+    augment = config.get("augment") or "on"
+    if augment == "auto":
+        augment = "on" if config.get("fakes", "real") == "real" else "off"
+    keep = config.get("keep") or "best"
+    kept = {"best": "the best epoch", "last": "the last epoch",
+            "average": f"the average of {config.get('averaged_epochs', 'the last')} epochs"}.get(keep, keep)
+    return f"{lr}, augmentation {augment}, keeps {kept}"
+
+
 def option_flag(f) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
