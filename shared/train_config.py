@@ -29,7 +29,8 @@ AGGREGATIONS = ("mean", "max", "confident")
 AUGMENTS = ("auto", "on", "off")
 # How Adam's rate moves over the epochs, and which epoch's weights the run keeps (workers/training/fit.py).
 LR_SCHEDULES = ("constant", "cosine")
-KEEPS = ("best", "last", "average")
+# best: the epoch of lowest validation loss; best-auc: of highest validation AUC (both with early stopping).
+KEEPS = ("best", "best-auc", "last", "average")
 
 
 def _auto_or_bool(value) -> str | bool:
@@ -100,7 +101,8 @@ class TrainConfig:
         "constant: --lr throughout; cosine: from --lr down to 0 along a half cosine over the epochs asked for.",
         choices=LR_SCHEDULES))
     keep: str = field(default="best", metadata=_option(
-        "The weights the run keeps: best (the epoch of lowest validation loss, with early stopping); last "
+        "The weights the run keeps: best (the epoch of lowest validation loss, with early stopping); best-auc "
+        "(of highest validation AUC, with early stopping); last "
         "(every epoch runs, the final weights); average (every epoch runs, the weights averaged over the "
         "last third of the epochs).", choices=KEEPS))
     split: str = field(default="video", metadata=_option(
@@ -265,7 +267,8 @@ def schedule_part(config: dict) -> str:
     if augment == "auto":
         augment = "on" if config.get("fakes", "real") == "real" else "off"
     keep = config.get("keep") or "best"
-    kept = {"best": "the best epoch", "last": "the last epoch",
+    kept = {"best": "the epoch of lowest validation loss", "best-auc": "the epoch of highest validation AUC",
+            "last": "the last epoch",
             "average": f"the average of {config.get('averaged_epochs', 'the last')} epochs"}.get(keep, keep)
     return f"{lr}, augmentation {augment}, keeps {kept}"
 

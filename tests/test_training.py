@@ -512,3 +512,9 @@ def test_keep_average_puts_the_mean_of_the_last_epochs_weights_into_the_model(cr
     schedule = fit.learning_rate(config, steps_per_epoch=4)
     assert float(schedule(0)) == pytest.approx(1e-4) and float(schedule(12)) == pytest.approx(0, abs=1e-9)
     assert fit.learning_rate(TrainConfig.from_options({"learning_rate": 0.01}), 4) == 0.01
+
+    config = TrainConfig.from_options({"weights": "none", "epochs": 3, "batch_size": 8, "keep": "best-auc"})
+    result = train(crops["train_paths"], crops["train_labels"], crops["val_paths"], crops["val_labels"],
+                   config, tmp_path / "auc")
+    val_auc = result["history"]["val_auc"]
+    assert result["best_epoch"] == int(np.argmax(val_auc)) + 1

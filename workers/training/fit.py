@@ -84,7 +84,8 @@ def train(
     landmarks: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Train on crop files; keep the epoch with the lowest validation loss (``config.keep`` best), the
-    last epoch (last) or the mean weights of the last third of the epochs (average).
+    highest validation AUC (best-auc), the last epoch (last) or the mean weights of the last third of
+    the epochs (average).
 
     Writes ``model.keras`` and ``history.csv`` into ``out_dir``. Without validation crops,
     every epoch runs and the final model is saved. ``on_progress(dict)`` is called at each
@@ -176,11 +177,12 @@ def train(
     if config.keep == "average":
         averaging = WeightAverage(first_epoch=average_from(config.epochs))
         callbacks.append(averaging)
-    if has_validation and config.keep == "best":
+    monitor, mode = ("val_auc", "max") if config.keep == "best-auc" else ("val_loss", "min")
+    if has_validation and config.keep in ("best", "best-auc"):
         callbacks += [
-            keras.callbacks.ModelCheckpoint(str(model_path), monitor="val_loss", save_best_only=True),
+            keras.callbacks.ModelCheckpoint(str(model_path), monitor=monitor, mode=mode, save_best_only=True),
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=early_stopping_patience(config.epochs), restore_best_weights=True
+                monitor=monitor, mode=mode, patience=early_stopping_patience(config.epochs), restore_best_weights=True
             ),
         ]
     callbacks += list(extra_callbacks)
@@ -199,7 +201,7 @@ def train(
     )
     history = {key: [float(v) for v in values] for key, values in fit_history.history.items()}
     epochs_run = len(history.get("loss", []))
-    best_epoch = _best_epoch(history, epochs_run) if config.keep == "best" else epochs_run
+    best_epoch = _best_epoch(history, epochs_run, monitor, mode) if config.keep.startswith("best") else epochs_run
     # keep last/average, no validation, or every val_loss NaN: the checkpoint never wrote; keep what
     # we have (EarlyStopping has already put the best weights back when there was validation).
     if not model_path.exists():
@@ -331,10 +333,11 @@ class _TrainSpeed(keras.callbacks.Callback):
         return round(sum(n for n, _ in timed) / seconds, 2) if seconds > 0 else None
 
 
-def _best_epoch(history: dict, epochs_run: int) -> int:
-    val_losses = [v if math.isfinite(v) else math.inf for v in history.get("val_loss", [])]
-    if val_losses and min(val_losses) < math.inf:
-        return int(np.argmin(val_losses)) + 1
+def _best_epoch(history: dict, epochs_run: int, monitor: str = "val_loss", mode: str = "min") -> int:
+    sign = 1 if mode == "min" else -1
+    values = [sign * v if math.isfinite(v) else math.inf for v in history.get(monitor, [])]
+    if values and min(values) < math.inf:
+        return int(np.argmin(values)) + 1
     return epochs_run
 
 
