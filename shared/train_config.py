@@ -30,7 +30,7 @@ AUGMENTS = ("auto", "on", "off")
 # How Adam's rate moves over the epochs, and which epoch's weights the run keeps (workers/training/fit.py).
 LR_SCHEDULES = ("constant", "cosine")
 # best: the epoch of lowest validation loss; best-auc: of highest validation AUC (both with early stopping).
-KEEPS = ("best", "best-auc", "last", "average")
+KEEPS = ("auto", "best", "best-auc", "last", "average")
 
 
 def _auto_or_bool(value) -> str | bool:
@@ -100,11 +100,14 @@ class TrainConfig:
     lr_schedule: str = field(default="constant", metadata=_option(
         "constant: --lr throughout; cosine: from --lr down to 0 along a half cosine over the epochs asked for.",
         choices=LR_SCHEDULES))
-    keep: str = field(default="best", metadata=_option(
+    # auto is average with --fakes sbi: there validation holds pseudo-fakes only, whose loss swung
+    # 0.64-2.46 between late epochs and stopped a run at epoch 21 keeping epoch 8 (held-out video AUC
+    # 0.42), where the average of the last 15 of 45 epochs gave 0.82 (docs/detectors.md, runs 13-14).
+    keep: str = field(default="auto", metadata=_option(
         "The weights the run keeps: best (the epoch of lowest validation loss, with early stopping); best-auc "
-        "(of highest validation AUC, with early stopping); last "
-        "(every epoch runs, the final weights); average (every epoch runs, the weights averaged over the "
-        "last third of the epochs).", choices=KEEPS))
+        "(of highest validation AUC, with early stopping); last (every epoch runs, the final weights); "
+        "average (every epoch runs, the weights averaged over the last third of the epochs); auto: average "
+        "with --fakes sbi (validation holds pseudo-fakes only), else best.", choices=KEEPS))
     split: str = field(default="video", metadata=_option(
         "video: grouped by source identity (no leak); official: the dataset's own test list; "
         "frame: random over crops (leaks, for comparison with the old notebook).", choices=SPLIT_STRATEGIES))
@@ -228,7 +231,8 @@ class TrainConfig:
                               "image_size": entry.default_size if self.image_size == "auto" else self.image_size,
                               "tune": entry.tunes[0] if self.tune == "auto" else self.tune,
                               "augment": self.augment if self.augment != "auto"
-                              else ("on" if self.fakes == "real" else "off")})
+                              else ("on" if self.fakes == "real" else "off"),
+                              "keep": self.keep if self.keep != "auto" else ("average" if self.fakes == "sbi" else "best")})
 
     def _with_weights_file(self) -> "TrainConfig":
         if self.weights.lower() in ("imagenet", "pretrained", "none"):
@@ -267,6 +271,8 @@ def schedule_part(config: dict) -> str:
     if augment == "auto":
         augment = "on" if config.get("fakes", "real") == "real" else "off"
     keep = config.get("keep") or "best"
+    if keep == "auto":
+        keep = "average" if config.get("fakes") == "sbi" else "best"
     kept = {"best": "the epoch of lowest validation loss", "best-auc": "the epoch of highest validation AUC",
             "last": "the last epoch",
             "average": f"the average of {config.get('averaged_epochs', 'the last')} epochs"}.get(keep, keep)

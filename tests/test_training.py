@@ -468,6 +468,8 @@ def test_augment_option_defaults_by_fakes_and_decides_the_models_augmentation_la
     assert TrainConfig.from_options({"fakes": "both"}).augment == "off"
     assert TrainConfig.from_options({"fakes": "sbi", "augment": "on"}).augment == "on"
     assert TrainConfig.parse_pairs(["augment=OFF"]) == {"augment": "off"}
+    # keep auto: the average of the last epochs with sbi (its validation holds pseudo-fakes only).
+    assert [TrainConfig.from_options({"fakes": f}).keep for f in ("real", "sbi", "both")] == ["best", "average", "best"]
     with pytest.raises(ValueError, match="--augment"):
         TrainConfig.from_options({"augment": "maybe"})
 

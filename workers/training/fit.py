@@ -237,7 +237,9 @@ def average_from(epochs: int) -> int:
 class WeightAverage(keras.callbacks.Callback):
     """The mean of the model's float variables (weights and batch-norm statistics) at the end of each
     epoch from ``first_epoch`` (1-based) on, put into the model when training ends (as SWA, Izmailov
-    et al. 2018, without its batch-norm pass: the averaged statistics are kept)."""
+    et al. 2018, without its batch-norm pass: the averaged statistics are kept). The sums live in memory:
+    a run resumed after a take-back averages the epochs its new holder ran (``averaged_epochs`` says
+    how many)."""
 
     def __init__(self, first_epoch: int):
         super().__init__()
