@@ -102,7 +102,8 @@ class TrainConfig:
         choices=LR_SCHEDULES))
     # auto is average with --fakes sbi: there validation holds pseudo-fakes only, whose loss swung
     # 0.64-2.46 between late epochs and stopped a run at epoch 21 keeping epoch 8 (held-out video AUC
-    # 0.42), where the average of the last 15 of 45 epochs gave 0.82 (docs/detectors.md, runs 13-14).
+    # 0.42); on the same trajectory the average of the last 15 of 45 epochs gave 0.82 and the last
+    # epoch 0.75 (docs/detectors.md, runs 13, 14, 17).
     keep: str = field(default="auto", metadata=_option(
         "The weights the run keeps: best (the epoch of lowest validation loss, with early stopping); best-auc "
         "(of highest validation AUC, with early stopping); last (every epoch runs, the final weights); "
