@@ -11,7 +11,7 @@ import click
 from tqdm import tqdm
 
 from shared.labels import FINISHED_STATUSES, RUN_DONE, RUNNING
-from shared.train_config import trained_part
+from shared.train_config import schedule_part, trained_part
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -123,7 +123,7 @@ def format_report(report: dict) -> str:
 
     lines = [
         f"run {report['run_id']}: {report['status']}  ({c.get('backbone')}, weights {c.get('weights')}, "
-        f"{c.get('image_size')} px, {trained_part(c)}, {c.get('epochs')} epochs, batch {c.get('batch_size')}, lr {c.get('learning_rate')})",
+        f"{c.get('image_size')} px, {trained_part(c)}, {c.get('epochs')} epochs, batch {c.get('batch_size')}, {schedule_part(c)})",
         f"split {s.get('strategy')}: train {s.get('train_videos')} videos / {s.get('train_crops')} crops, "
         f"val {s.get('val_videos')} / {s.get('val_crops')}, test {s.get('test_videos')} / {s.get('test_crops')}",
         f"leakage check: {s.get('shared_videos')} videos and {s.get('shared_sources')} source identities "

@@ -25,6 +25,12 @@ CLASS_WEIGHTS = ("balanced", "none")
 FAKES = ("real", "sbi", "both")
 # How a video's crop probabilities become its score (workers/training/aggregate.py).
 AGGREGATIONS = ("mean", "max", "confident")
+# The model's own augmentation layer (random rotation, shift, flip of every training crop).
+AUGMENTS = ("auto", "on", "off")
+# How Adam's rate moves over the epochs, and which epoch's weights the run keeps (workers/training/fit.py).
+LR_SCHEDULES = ("constant", "cosine")
+# best: the epoch of lowest validation loss; best-auc: of highest validation AUC (both with early stopping).
+KEEPS = ("auto", "best", "best-auc", "last", "average")
 
 
 def _auto_or_bool(value) -> str | bool:
@@ -91,6 +97,18 @@ class TrainConfig:
     batch_size: int = field(default=32, metadata=_option(
         "Crops per device per step; the global batch is batch-size x replicas.", minimum=1))
     learning_rate: float = field(default=1e-4, metadata=_option("Adam's learning rate.", flag="--lr", above=0))
+    lr_schedule: str = field(default="constant", metadata=_option(
+        "constant: --lr throughout; cosine: from --lr down to 0 along a half cosine over the epochs asked for.",
+        choices=LR_SCHEDULES))
+    # auto is average with --fakes sbi: there validation holds pseudo-fakes only, whose loss swung
+    # 0.64-2.46 between late epochs and stopped a run at epoch 21 keeping epoch 8 (held-out video AUC
+    # 0.42); on the same trajectory the average of the last 15 of 45 epochs gave 0.82 and the last
+    # epoch 0.75 (docs/detectors.md, runs 13, 14, 17).
+    keep: str = field(default="auto", metadata=_option(
+        "The weights the run keeps: best (the epoch of lowest validation loss, with early stopping); best-auc "
+        "(of highest validation AUC, with early stopping); last (every epoch runs, the final weights); "
+        "average (every epoch runs, the weights averaged over the last third of the epochs); auto: average "
+        "with --fakes sbi (validation holds pseudo-fakes only), else best.", choices=KEEPS))
     split: str = field(default="video", metadata=_option(
         "video: grouped by source identity (no leak); official: the dataset's own test list; "
         "frame: random over crops (leaks, for comparison with the old notebook).", choices=SPLIT_STRATEGIES))
@@ -121,6 +139,14 @@ class TrainConfig:
     fakes: str = field(default="real", metadata=_option(
         "Fakes to learn from: real (the datasets' fake videos); sbi (real videos only, each crop also "
         "self-blended into a pseudo-fake from its landmarks); both.", choices=FAKES))
+    # auto is off for self-blended fakes: the layer resamples every training crop bilinearly, which
+    # blurs the blend seams and resolution changes SBI teaches (validation and test crops are never
+    # resampled); SBI's own recipe has colour/JPEG pair transforms and no geometric ones. Measured in
+    # docs/detectors.md ("The learning guard and the recipes").
+    augment: str = field(default="auto", metadata=_option(
+        "The model's augmentation layer (random rotation, shift and flip of each training crop): on, off; "
+        "auto: on, except off with --fakes sbi or both (it blurs the blend seams SBI teaches).",
+        choices=AUGMENTS))
     aggregate: str = field(default="mean", metadata=_option(
         "Video score from its crops: mean; max (per frame the max over faces, then the mean, as SBI); "
         "confident (the DFDC winner's rule). The threshold is chosen on validation for each.",
@@ -204,7 +230,10 @@ class TrainConfig:
         entry = backbone_entry(self.backbone)
         return TrainConfig(**{**self.as_dict(),
                               "image_size": entry.default_size if self.image_size == "auto" else self.image_size,
-                              "tune": entry.tunes[0] if self.tune == "auto" else self.tune})
+                              "tune": entry.tunes[0] if self.tune == "auto" else self.tune,
+                              "augment": self.augment if self.augment != "auto"
+                              else ("on" if self.fakes == "real" else "off"),
+                              "keep": self.keep if self.keep != "auto" else ("average" if self.fakes == "sbi" else "best")})
 
     def _with_weights_file(self) -> "TrainConfig":
         if self.weights.lower() in ("imagenet", "pretrained", "none"):
@@ -233,6 +262,22 @@ def trained_part(config: dict) -> str:
     """A run's record -> "tune layernorm: 417 trainable parameters" (runs before --tune: "tune all")."""
     count = config.get("trainable_parameters")
     return f"tune {config.get('tune') or 'all'}" + (f": {count:,} trainable parameters" if count is not None else "")
+
+
+def schedule_part(config: dict) -> str:
+    """A run's record -> "lr 0.0003 cosine, augmentation off, keeps the average of 13 epochs" (runs
+    recorded before these options: "lr 0.0001, augmentation on, keeps the best epoch")."""
+    lr = f"lr {config.get('learning_rate')}" + (" cosine" if config.get("lr_schedule") == "cosine" else "")
+    augment = config.get("augment") or "on"
+    if augment == "auto":
+        augment = "on" if config.get("fakes", "real") == "real" else "off"
+    keep = config.get("keep") or "best"
+    if keep == "auto":
+        keep = "average" if config.get("fakes") == "sbi" else "best"
+    kept = {"best": "the epoch of lowest validation loss", "best-auc": "the epoch of highest validation AUC",
+            "last": "the last epoch",
+            "average": f"the average of {config.get('averaged_epochs', 'the last')} epochs"}.get(keep, keep)
+    return f"{lr}, augmentation {augment}, keeps {kept}"
 
 
 def option_flag(f) -> str:

@@ -21,7 +21,7 @@ from shared.train_config import TrainConfig
 from workers.training import fit
 from workers.training.data import make_dataset
 from workers.training.fit import train
-from workers.training.inference import load_model, model_backbone, predict_probabilities
+from workers.training.inference import load_model, model_backbone, model_input, predict_probabilities
 from workers.training.models import (
     BackbonePreprocessing,
     CropAugmentation,
@@ -460,3 +460,63 @@ def test_two_replicas_take_the_same_step_as_one_on_the_same_global_batch(tmp_pat
     assert report["loss_two_replicas"] == pytest.approx(report["loss_one_replica"], rel=1e-5)
     assert report["max_weight_difference"] < 1e-5
     assert report["train"]["replicas_used"] == 2 and report["train"]["global_batch_size"] == 8
+
+
+def test_augment_option_defaults_by_fakes_and_decides_the_models_augmentation_layer(crops, tmp_path, monkeypatch):
+    assert TrainConfig.from_options({}).augment == "on"
+    assert TrainConfig.from_options({"fakes": "sbi"}).augment == "off"  # auto: it would blur the blend seams
+    assert TrainConfig.from_options({"fakes": "both"}).augment == "off"
+    assert TrainConfig.from_options({"fakes": "sbi", "augment": "on"}).augment == "on"
+    assert TrainConfig.parse_pairs(["augment=OFF"]) == {"augment": "off"}
+    # keep auto: the average of the last epochs with sbi (its validation holds pseudo-fakes only).
+    assert [TrainConfig.from_options({"fakes": f}).keep for f in ("real", "sbi", "both")] == ["best", "average", "best"]
+    with pytest.raises(ValueError, match="--augment"):
+        TrainConfig.from_options({"augment": "maybe"})
+
+    monkeypatch.setattr(fit, "build_model", tiny_model)
+    images = np.random.default_rng(3).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
+    for augment, has_layer in (("off", False), ("on", True)):
+        config = TrainConfig.from_options({"weights": "none", "epochs": 1, "batch_size": 8, "augment": augment})
+        result = train(crops["train_paths"], crops["train_labels"], crops["val_paths"], crops["val_labels"],
+                       config, tmp_path / augment)
+        assert result["config"]["augment"] == augment
+        loaded = load_model(result["model_path"])
+        assert any(isinstance(layer, CropAugmentation) for layer in loaded.layers) is has_layer
+        # Without the layer the model still says what it takes and predicts as it did.
+        assert model_input(loaded).preprocesses_itself and model_input(loaded).image_size == 128
+        probabilities = predict_probabilities(loaded, images)
+        assert probabilities.shape == (4,) and np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+def test_keep_average_puts_the_mean_of_the_last_epochs_weights_into_the_model(crops, tmp_path, monkeypatch):
+    model = tiny_model(image_size=32, augment=False)
+    average = fit.WeightAverage(first_epoch=2)
+    average.set_model(model)
+    floats = [v for v in model.weights if "float" in str(v.dtype)]
+    for epoch, scale in enumerate((5.0, 1.0, 2.0)):
+        for variable in floats:
+            variable.assign(np.full(variable.shape, scale, dtype="float32"))
+        average.on_epoch_end(epoch)
+    average.on_train_end()
+    assert average.averaged == 2  # epochs 2 and 3
+    assert all(np.allclose(keras.ops.convert_to_numpy(v), 1.5) for v in floats)
+    assert fit.average_from(30) == 21 and fit.average_from(2) == 2
+
+    monkeypatch.setattr(fit, "build_model", tiny_model)
+    config = TrainConfig.from_options({"weights": "none", "epochs": 3, "batch_size": 8, "keep": "average",
+                                       "lr_schedule": "cosine"})
+    result = train(crops["train_paths"], crops["train_labels"], crops["val_paths"], crops["val_labels"],
+                   config, tmp_path)
+    # No early stopping and no best-epoch checkpoint: every epoch runs; the average of the last is saved.
+    assert result["epochs_run"] == 3 and result["best_epoch"] == 3 and result["config"]["averaged_epochs"] == 1
+    assert Path(result["model_path"]).is_file()
+
+    schedule = fit.learning_rate(config, steps_per_epoch=4)
+    assert float(schedule(0)) == pytest.approx(1e-4) and float(schedule(12)) == pytest.approx(0, abs=1e-9)
+    assert fit.learning_rate(TrainConfig.from_options({"learning_rate": 0.01}), 4) == 0.01
+
+    config = TrainConfig.from_options({"weights": "none", "epochs": 3, "batch_size": 8, "keep": "best-auc"})
+    result = train(crops["train_paths"], crops["train_labels"], crops["val_paths"], crops["val_labels"],
+                   config, tmp_path / "auc")
+    val_auc = result["history"]["val_auc"]
+    assert result["best_epoch"] == int(np.argmax(val_auc)) + 1

@@ -83,7 +83,9 @@ def train(
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     landmarks: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
-    """Train on crop files; keep the epoch with the lowest validation loss.
+    """Train on crop files; keep the epoch with the lowest validation loss (``config.keep`` best), the
+    highest validation AUC (best-auc), the last epoch (last) or the mean weights of the last third of
+    the epochs (average).
 
     Writes ``model.keras`` and ``history.csv`` into ``out_dir``. Without validation crops,
     every epoch runs and the final model is saved. ``on_progress(dict)`` is called at each
@@ -153,11 +155,12 @@ def train(
             weights=config.weights,
             image_size=config.image_size,
             dropout=config.dropout,
-            learning_rate=config.learning_rate,
+            learning_rate=learning_rate(config, count_batches(n_train, global_batch)),
             mixed_precision=use_mixed_precision,
             jit_compile=use_jit,
             seed=config.seed,
             tune=config.tune,
+            augment=config.augment != "off",
         )
     use_jit = bool(model.jit_compile)  # Keras turns it off for layers that cannot compile
     used = dict(jit_used=use_jit, mixed_precision_used=use_mixed_precision, replicas_used=replicas,
@@ -170,11 +173,16 @@ def train(
         keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE)),
         speed,
     ]
-    if has_validation:
+    averaging = None
+    if config.keep == "average":
+        averaging = WeightAverage(first_epoch=average_from(config.epochs))
+        callbacks.append(averaging)
+    monitor, mode = ("val_auc", "max") if config.keep == "best-auc" else ("val_loss", "min")
+    if has_validation and config.keep in ("best", "best-auc"):
         callbacks += [
-            keras.callbacks.ModelCheckpoint(str(model_path), monitor="val_loss", save_best_only=True),
+            keras.callbacks.ModelCheckpoint(str(model_path), monitor=monitor, mode=mode, save_best_only=True),
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=early_stopping_patience(config.epochs), restore_best_weights=True
+                monitor=monitor, mode=mode, patience=early_stopping_patience(config.epochs), restore_best_weights=True
             ),
         ]
     callbacks += list(extra_callbacks)
@@ -193,9 +201,9 @@ def train(
     )
     history = {key: [float(v) for v in values] for key, values in fit_history.history.items()}
     epochs_run = len(history.get("loss", []))
-    best_epoch = _best_epoch(history, epochs_run)
-    # No validation, or every val_loss was NaN: the checkpoint never wrote; keep what we have
-    # (EarlyStopping has already put the best weights back when there was validation).
+    best_epoch = _best_epoch(history, epochs_run, monitor, mode) if config.keep.startswith("best") else epochs_run
+    # keep last/average, no validation, or every val_loss NaN: the checkpoint never wrote; keep what
+    # we have (EarlyStopping has already put the best weights back when there was validation).
     if not model_path.exists():
         model.save(str(model_path))
 
@@ -207,10 +215,53 @@ def train(
         "train_images_per_s": speed.images_per_s(),
         "class_weight": class_weight,
         "mixed_precision_used": use_mixed_precision,
-        "config": {**config.as_dict(), **used},
+        "config": {**config.as_dict(), **used,
+                   **({"averaged_epochs": averaging.averaged} if averaging is not None else {})},
         "sbi": blended,
         "train_labels": np.asarray(train_labels, dtype=int),  # one epoch's, pseudo-fakes included
     }
+
+
+def learning_rate(config: TrainConfig, steps_per_epoch: int):
+    """Adam's rate: the number, or for ``lr_schedule`` cosine a schedule from it to 0 over the epochs."""
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, config.epochs * steps_per_epoch))
+    return config.learning_rate
+
+
+def average_from(epochs: int) -> int:
+    """The first (1-based) epoch whose weights ``keep`` average takes: the last third of ``epochs``."""
+    return epochs - max(1, epochs // 3) + 1
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """The mean of the model's float variables (weights and batch-norm statistics) at the end of each
+    epoch from ``first_epoch`` (1-based) on, put into the model when training ends (as SWA, Izmailov
+    et al. 2018, without its batch-norm pass: the averaged statistics are kept). The sums live in memory:
+    a run resumed after a take-back averages the epochs its new holder ran (``averaged_epochs`` says
+    how many)."""
+
+    def __init__(self, first_epoch: int):
+        super().__init__()
+        self.first_epoch = first_epoch
+        self.averaged = 0
+        self._sums: list[np.ndarray] | None = None
+
+    def _variables(self):
+        return [v for v in self.model.weights if "float" in str(v.dtype)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 < self.first_epoch:
+            return
+        values = [np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float64) for v in self._variables()]
+        self._sums = values if self._sums is None else [s + v for s, v in zip(self._sums, values)]
+        self.averaged += 1
+
+    def on_train_end(self, logs=None):
+        if self._sums is None:
+            return
+        for variable, total in zip(self._variables(), self._sums):
+            variable.assign((total / self.averaged).astype(str(variable.dtype)))
 
 
 class ProgressReporter(keras.callbacks.Callback):
@@ -284,10 +335,11 @@ class _TrainSpeed(keras.callbacks.Callback):
         return round(sum(n for n, _ in timed) / seconds, 2) if seconds > 0 else None
 
 
-def _best_epoch(history: dict, epochs_run: int) -> int:
-    val_losses = [v if math.isfinite(v) else math.inf for v in history.get("val_loss", [])]
-    if val_losses and min(val_losses) < math.inf:
-        return int(np.argmin(val_losses)) + 1
+def _best_epoch(history: dict, epochs_run: int, monitor: str = "val_loss", mode: str = "min") -> int:
+    sign = 1 if mode == "min" else -1
+    values = [sign * v if math.isfinite(v) else math.inf for v in history.get(monitor, [])]
+    if values and min(values) < math.inf:
+        return int(np.argmin(values)) + 1
     return epochs_run
 
 

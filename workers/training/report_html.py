@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from shared.labels import RUN_DONE
-from shared.train_config import trained_part
+from shared.train_config import schedule_part, trained_part
 
 REPORT_FILE = "report.html"
 # Images of a run, in the order the page shows them, with their captions.
@@ -81,7 +81,7 @@ def render_report_html(report: dict, run_dir: str | Path, evaluations: Iterable[
         f"<h1>Run {e(str(report.get('run_id')))}: {e(str(report.get('status')))}</h1>",
         f"<p>{e(str(c.get('backbone')))}, weights {e(str(c.get('weights')))}, image size {e(str(c.get('image_size')))}, "
         f"{e(trained_part(c))}, {e(str(c.get('epochs')))} epochs (ran {e(str(m.get('epochs_run')))}, best {e(str(m.get('best_epoch')))}), "
-        f"batch {e(str(c.get('batch_size')))}, learning rate {e(str(c.get('learning_rate')))}; "
+        f"batch {e(str(c.get('batch_size')))}, {e(schedule_part(c))}; "
         f"created {e(str(report.get('created_at')))}, finished {e(str(report.get('finished_at')))}</p>",
     ]
     warnings = m.get("warnings") or []
