@@ -37,15 +37,22 @@ def celery_worker_command(queues: str, concurrency: int, name: str, extra: list[
 
 def stop_process_group(process: subprocess.Popen | None, timeout_s: float) -> None:
     """SIGTERM (a Celery worker's warm shutdown: children finish what they hold), then SIGKILL
-    to the whole process group of a process started with ``start_new_session=True``."""
-    if process is None or process.poll() is not None:
+    to the whole process group of a process started with ``start_new_session=True``: after the
+    timeout, and also when the main process exited first, since a pool child it left behind
+    (a training task still running, holding its run's lease) has no one left to report to."""
+    if process is None:
         return
-    process.send_signal(signal.SIGTERM)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    except (ProcessLookupError, PermissionError):
+        pass  # the whole group is gone already
+    process.wait()
 
 
 @contextmanager

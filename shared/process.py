@@ -22,14 +22,24 @@ def parse_process_name(name: str | None) -> tuple[str, int | None]:
 
 
 def pid_alive(pid: int) -> bool:
-    """True when a process with this pid runs on this host (or may: it belongs to someone else)."""
+    """True when a process with this pid runs on this host (or may: it belongs to someone else).
+    A zombie does not run: a worker's pool child killed with its parent stays one until init reaps
+    it, and its lease must be free at once all the same."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False  # no /proc (not Linux), or gone since
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])
 
 
 def gone_from_this_host(host: str, pid: int | None) -> bool:

@@ -114,3 +114,28 @@ def test_settings_defaults_and_cpu_visibility(monkeypatch):
     settings = load_settings()
     assert (settings.train_heartbeat_s, settings.train_lease_s, settings.train_max_attempts) == (30, 300, 3)
     assert settings.visibility_timeout_s == settings.cpu_task_hard_limit_s + 300 <= 20 * 60
+
+
+def test_a_zombie_holder_is_gone_and_a_running_one_is_not():
+    """A worker's pool child killed with its parent is a zombie until init reaps it: its run's
+    lease must be free at once (`train --resume` after Ctrl-C), as for a process that is gone."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from shared.process import gone_from_this_host, pid_alive
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert pid_alive(child.pid) and not gone_from_this_host(socket.gethostname(), child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not open(f"/proc/{child.pid}/stat").read().rpartition(")")[2].split()[0] == "Z":
+            time.sleep(0.01)
+        os.kill(child.pid, 0)  # not reaped yet: the pid still answers
+        assert not pid_alive(child.pid) and gone_from_this_host(socket.gethostname(), child.pid)
+    finally:
+        child.kill()
+        child.wait()
