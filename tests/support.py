@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 from orchestrator.embedded import celery_worker_command, stop_process_group
 
@@ -320,3 +321,26 @@ class SeaweedServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
+
+
+class DemoRun(NamedTuple):
+    report: dict
+    env: dict
+    data_dir: Path
+    dataset: Path
+
+
+def train_on_the_demo_sample(tmp_path: Path, every_s: float, train_args: list[str]) -> DemoRun:
+    """The demo's sample dataset made under ``tmp_path``, ingested by 2 embedded workers at one frame
+    every ``every_s`` s, and one run trained with ``train_args``."""
+    from orchestrator.commands.demo import DEMO_SAMPLE
+    from shared.sample_data import make_sample_dataset
+
+    dataset, data_dir = tmp_path / "celeb-df", tmp_path / "data"
+    make_sample_dataset(dataset, **DEMO_SAMPLE)
+    env = pipeline_env(DATA_DIR=data_dir)
+    run_cli_json(["ingest", str(dataset), "--workers", "2", "--every", str(every_s)], env)
+    report = run_cli_json(train_args, env)
+    assert report["status"] == "done", report.get("error")
+    return DemoRun(report, env, data_dir, dataset)
+

@@ -11,18 +11,17 @@ run itself gave their crops. About 3 minutes on 2 idle cores.
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.support import pipeline_env, run_cli, run_cli_json
+from tests.support import run_cli, run_cli_json, train_on_the_demo_sample
 from tests.test_integration_train import check_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-from orchestrator.commands.demo import DEMO_EVERY_S, DEMO_SAMPLE, DEMO_TRAIN
+from orchestrator.commands.demo import DEMO_EVERY_S, DEMO_TRAIN
 
 # The demo's own settings: this test guards that the demo shows a model that works.
 TRAIN = ["train", "--backbone", DEMO_TRAIN["backbone"], "--weights", DEMO_TRAIN["weights"],
@@ -33,17 +32,9 @@ MIN_TEST_VIDEOS_PER_CLASS = 8
 
 
 def test_the_pipeline_learns_and_predict_agrees_with_the_run(tmp_path):
-    from shared.sample_data import make_sample_dataset, write_blank_video
+    from shared.sample_data import write_blank_video
 
-    dataset = tmp_path / "celeb-df"
-    make_sample_dataset(dataset, **DEMO_SAMPLE)
-    data_dir = tmp_path / "data"
-    env = pipeline_env(DATA_DIR=data_dir)
-    run_cli_json(["ingest", str(dataset), "--workers", "2", "--every", str(DEMO_EVERY_S)], env)
-
-    report = run_cli_json(TRAIN, env)
-
-    assert report["status"] == "done", report.get("error")
+    report, env, data_dir, dataset = train_on_the_demo_sample(tmp_path, DEMO_EVERY_S, TRAIN)
     metrics = report["metrics"]
     print({k: metrics.get(k) for k in ("video_auc", "auc", "video_accuracy", "threshold", "n_videos",
                                        "video_n_real", "video_n_fake", "epochs_run", "best_epoch")})

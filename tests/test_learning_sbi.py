@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import pipeline_env, run_cli, run_cli_json
+from tests.support import run_cli, run_cli_json, train_on_the_demo_sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-from orchestrator.commands.demo import DEMO_SAMPLE
 
 # The guard's cheap CPU settings (docs/detectors.md, run 18; the best CLI recipe measured, run 14, is longer).
 SBI_EVERY_S = 1.0
@@ -29,16 +27,7 @@ MIN_TEST_VIDEOS_PER_CLASS = 8
 
 @pytest.fixture(scope="module")
 def sbi_run(tmp_path_factory):
-    from shared.sample_data import make_sample_dataset
-
-    tmp_path = tmp_path_factory.mktemp("sbi")
-    dataset = tmp_path / "celeb-df"
-    make_sample_dataset(dataset, **DEMO_SAMPLE)
-    data_dir = tmp_path / "data"
-    env = pipeline_env(DATA_DIR=data_dir)
-    run_cli_json(["ingest", str(dataset), "--workers", "2", "--every", str(SBI_EVERY_S)], env)
-    report = run_cli_json(SBI_TRAIN, env)
-    assert report["status"] == "done", report.get("error")
+    report, env, _, _ = train_on_the_demo_sample(tmp_path_factory.mktemp("sbi"), SBI_EVERY_S, SBI_TRAIN)
     print({k: report["metrics"].get(k) for k in ("video_auc", "auc", "threshold", "video_n_real", "video_n_fake",
                                                  "epochs_run", "best_epoch", "pseudo_fakes")})
     return report, env
