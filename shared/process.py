@@ -36,7 +36,8 @@ def pid_alive(pid: int) -> bool:
 
 def _zombie(pid: int) -> bool:
     try:
-        stat = open(f"/proc/{pid}/stat").read()
+        with open(f"/proc/{pid}/stat") as handle:
+            stat = handle.read()
     except OSError:
         return False  # no /proc (not Linux), or gone since
     return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])
