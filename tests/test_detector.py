@@ -137,6 +137,8 @@ def test_importing_mtcnn_leaves_out_what_keras_would_import_for_plots_and_scikit
         "import_mtcnn()\n"
         "assert 'tensorflow' in sys.modules and 'keras' in sys.modules\n"
         "assert not [n for n in KERAS_OPTIONAL_IMPORTS if n in sys.modules], sys.modules.keys()\n"
+        "import gc\n"
+        "assert gc.isenabled()\n"  # off for the import only
         "import matplotlib.pyplot, sklearn.metrics\n"  # still importable afterwards
         "from workers.detector import FastMTCNN\n"
         "import numpy as np\n"

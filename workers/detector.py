@@ -22,6 +22,7 @@ pixels of the images given.
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Sequence
 
@@ -55,9 +56,15 @@ def import_mtcnn():
         hidden = [name for name in KERAS_OPTIONAL_IMPORTS if name not in sys.modules]
         for name in hidden:
             sys.modules[name] = None  # `import name` raises ImportError
+        # The import makes a few hundred thousand objects and none of them is garbage: the cyclic
+        # collector's passes over them were a fifth of its wall time (docs/benchmarks.md, issue #20).
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             import mtcnn
         finally:
+            if collecting:
+                gc.enable()
             for name in hidden:
                 if name in sys.modules and sys.modules[name] is None:
                     del sys.modules[name]

@@ -3,6 +3,7 @@ GPU workers, take back training runs whose holder went silent."""
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from celery import bootsteps
@@ -93,6 +94,9 @@ def _preload_in_parent(sender, instance, **_kwargs) -> None:
         from workers.detector import import_mtcnn
 
         import_mtcnn()  # TensorFlow, Keras, MTCNN's code
+        # What the parent holds now lives as long as the worker: the children's collections skip it
+        # (and so leave its shared pages unwritten).
+        gc.freeze()
 
 
 @worker_process_init.connect
