@@ -84,10 +84,11 @@ def test_protocol_deepfakebench_sets_the_fields_preprocessing_in_one_flag():
     from orchestrator.output import format_datasets
 
     params = IngestParams.from_options({"protocol": "DeepfakeBench", "every": None, "largest_face": False})
-    assert (params.frames, params.largest_face, params.align, params.size, params.margin, params.protocol) == \
-        (32, True, True, 256, 0.3, "deepfakebench")
+    assert (params.frames, params.largest_face, params.align, params.size, params.margin, params.min_confidence,
+            params.protocol) == (32, True, True, 256, 0.3, 0.8, "deepfakebench")
     assert IngestParams.from_options({"protocol": "deepfakebench", "size": 256}).size == 256  # agreeing is fine
     for contradiction, flag in (({"size": 128}, "--size 256"), ({"frames": 8}, "--frames 32"),
+                                ({"min_confidence": 0.95}, "--min-confidence 0.8"),
                                 ({"every": 2.0}, "--frames and --every are exclusive")):
         with pytest.raises(InputError, match=flag):
             IngestParams.from_options({"protocol": "deepfakebench", **contradiction})

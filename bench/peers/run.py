@@ -5,7 +5,8 @@
 Three ways of turning videos into 32 face crops of 256 px each, run back to back on each video set:
   deepfakebench  bench/peers/dfb_preprocess.py in .venv-dfb: dlib HOG detector + landmarks, aligned
   dfdc-winner    bench/peers/dfdc_preprocess.py in .venv-dfdc: facenet-pytorch MTCNN (CPU torch)
-  ours           `orchestrator ingest --frames 32 --align --largest-face --size 256 --workers 2`,
+  ours           `orchestrator ingest --protocol deepfakebench --workers 2` (32 frames, aligned, largest face,
+                 256 px, MTCNN's every face: confidence >= 0.8),
                  embedded (SQLite + filesystem broker), this checkout; `ours-1w` the same with 1 worker
 The peers' virtual environments are built here on first use (bench/peers/.venv-*, git-ignored; their
 packages never enter the project's dependencies). The video sets are Celeb-DF-shaped samples
@@ -54,7 +55,7 @@ VENVS = {
     "dfdc-winner": ("dfdc", ["torch==2.14.1", "torchvision==0.29.1", "opencv-python-headless==5.1.0.95",
                              "numpy==2.4.6", "pillow", "requests", "tqdm"], ["facenet-pytorch==2.6.0"]),
 }
-PROTOCOL = ["--frames", "32", "--align", "--largest-face", "--size", "256"]
+PROTOCOL = ["--protocol", "deepfakebench"]
 
 
 def venv_python(name: str) -> Path:
