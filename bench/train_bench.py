@@ -518,24 +518,41 @@ def replica_check(args) -> dict:
     keras.utils.set_random_seed(args.seed)
     initial = build_model("mobilenetv2", base=tiny(), **options).get_weights()
 
-    def one_step(strategy):
+    def one_step(strategy, make, initial_weights):
         with strategy.scope():
-            model = build_model("mobilenetv2", base=tiny(), **options)
-        model.set_weights(initial)
+            model = make()
+        model.set_weights(initial_weights)
         data = make_dataset(images, labels, batch_size=global_batch, training=False, image_size=size)
         history = model.fit(data, epochs=1, class_weight=class_weight, verbose=0)
         return history.history["loss"][0], model.get_weights()
 
+    def compare(make, initial_weights) -> dict:
+        loss_one, weights_one = one_step(tf.distribute.get_strategy(), make, initial_weights)
+        loss_two, weights_two = one_step(two, make, initial_weights)
+        return {
+            "loss_one_replica": loss_one, "loss_two_replicas": loss_two,
+            "max_weight_difference": float(max(np.abs(a - b).max() for a, b in zip(weights_one, weights_two))),
+            "max_weight_change_of_the_step": float(max(np.abs(a - b).max()
+                                                       for a, b in zip(initial_weights, weights_one))),
+        }
+
     two = fit.distribution_strategy("auto")
-    loss_one, weights_one = one_step(tf.distribute.get_strategy())
-    loss_two, weights_two = one_step(two)
-    report = {
-        "strategy": type(two).__name__, "replicas": two.num_replicas_in_sync, "global_batch": global_batch,
-        "loss_one_replica": loss_one, "loss_two_replicas": loss_two,
-        "max_weight_difference": float(max(np.abs(a - b).max() for a, b in zip(weights_one, weights_two))),
-        "max_weight_change_of_the_step": float(max(np.abs(a - b).max() for a, b in zip(initial, weights_one))),
-    }
+    report = {"strategy": type(two).__name__, "replicas": two.num_replicas_in_sync, "global_batch": global_batch,
+              **compare(lambda: build_model("mobilenetv2", base=tiny(), **options), initial)}
     print(f"replica check: {report}", flush=True)
+
+    # A keras-hub ViT (the CLIP entries; layer norm only, so the replicas must agree as exactly) with
+    # --tune layernorm: a 2-layer encoder of width 32, random weights.
+    import keras_hub
+
+    def small_clip():
+        encoder = keras_hub.models.CLIPVisionEncoder(patch_size=16, hidden_dim=32, num_layers=2, num_heads=2,
+                                                     intermediate_dim=64, image_shape=(size, size, 3))
+        return build_model("clip-vit-b16", base=encoder, tune="layernorm", **options)
+
+    keras.utils.set_random_seed(args.seed)
+    report["clip_layernorm"] = compare(small_clip, small_clip().get_weights())
+    print(f"replica check, CLIP --tune layernorm: {report['clip_layernorm']}", flush=True)
 
     # The product's path on the two replicas: files, fit.train, per-replica batch 4.
     import tempfile

@@ -450,7 +450,8 @@ def test_train_config_checks_jit_and_replicas():
 
 def test_two_replicas_take_the_same_step_as_one_on_the_same_global_batch(tmp_path):
     """MirroredStrategy over two logical CPU devices (they must be made before TensorFlow
-    starts, hence a fresh process): same loss and weights as one replica; then train() on them."""
+    starts, hence a fresh process): same loss and weights as one replica, for a CNN and for a CLIP
+    encoder tuned by its LayerNorms; then train() on them."""
     out = tmp_path / "replicas.json"
     subprocess.run([sys.executable, "bench/train_bench.py", "--replica-check", "--out", str(out)],
                    cwd=REPO, check=True, capture_output=True, timeout=300)
@@ -460,6 +461,10 @@ def test_two_replicas_take_the_same_step_as_one_on_the_same_global_batch(tmp_pat
     assert report["loss_two_replicas"] == pytest.approx(report["loss_one_replica"], rel=1e-5)
     assert report["max_weight_difference"] < 1e-5
     assert report["train"]["replicas_used"] == 2 and report["train"]["global_batch_size"] == 8
+    # The same for a keras-hub CLIP encoder with --tune layernorm (the new backbones' other family).
+    clip = report["clip_layernorm"]
+    assert clip["loss_two_replicas"] == pytest.approx(clip["loss_one_replica"], rel=1e-5)
+    assert clip["max_weight_difference"] < 1e-5 < clip["max_weight_change_of_the_step"]
 
 
 def test_augment_option_defaults_by_fakes_and_decides_the_models_augmentation_layer(crops, tmp_path, monkeypatch):
