@@ -48,14 +48,14 @@ def one(spec: str, batch: int, steps: int) -> dict:
     for _ in range(steps):
         model.train_on_batch(images, labels)
     per_step = (time.perf_counter() - start) / steps
-    native, gflops = FORWARD_GFLOPS.get(name, (size, float("nan")))
-    train_gflops = 3 * gflops * (size / native) ** 2
+    native, gflops = FORWARD_GFLOPS.get(name, (size, None))  # tiny: no published figure
+    train_gflops = 3 * gflops * (size / native) ** 2 if gflops else None
     return {"backbone": name, "size": size, "batch": batch, "parameters": int(model.count_params()),
             "trainable": trainable_parameters(model), "s_per_step": round(per_step, 3),
             "cpu_images_per_s": round(batch / per_step, 2),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "train_gflops_per_image": round(train_gflops, 1),
-            "h100_images_per_s_expected": round(H100_SUSTAINED_TFLOPS * 1e3 / train_gflops)}
+            "train_gflops_per_image": round(train_gflops, 1) if train_gflops else None,
+            "h100_images_per_s_expected": round(H100_SUSTAINED_TFLOPS * 1e3 / train_gflops) if train_gflops else None}
 
 
 def main() -> None:
