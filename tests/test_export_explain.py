@@ -129,3 +129,10 @@ def test_export_model_command_checks_its_arguments_before_loading_anything(tmp_p
     assert too_many.exit_code == 2 and "[RUN_ID] DIR" in too_many.output
     assert not_empty.exit_code == 2 and "not an empty directory" in not_empty.output
     assert bad_format.exit_code == 2
+
+
+def test_a_blank_heatmap_is_captioned_as_no_evidence():
+    from workers.training.explain import overlay_caption
+
+    assert overlay_caption(np.zeros((8, 8), np.float32)) == "no evidence for fake found"
+    assert overlay_caption(np.eye(8, dtype=np.float32)) == "evidence for fake"

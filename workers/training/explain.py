@@ -116,6 +116,12 @@ def _inner_map_model(layer):
     return keras.Model(layer.inputs, [candidates[-1].output, layer.output])
 
 
+def overlay_caption(heatmap: np.ndarray) -> str:
+    """What the overlay shows. Grad-CAM keeps positive evidence for "fake" only, so a crop the model
+    finds real often has a blank map: say so in words rather than leave a bare face to puzzle over."""
+    return "evidence for fake" if float(np.max(heatmap)) > 0 else "no evidence for fake found"
+
+
 def contact_sheet(
     images_rgb_uint8: np.ndarray,
     heatmaps: np.ndarray,
@@ -153,7 +159,7 @@ def contact_sheet(
         p = float(probabilities[i])
         colour = "crimson" if p >= threshold else "seagreen"
         plain.set_title(f"p(fake) {p:.3f}" + (f"\n{captions[i]}" if captions else ""), fontsize=9, color=colour)
-        overlay.set_title("evidence for fake", fontsize=8, color="dimgray")
+        overlay.set_title(overlay_caption(heat), fontsize=8, color="dimgray")
     fig.suptitle(title, fontsize=11)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
