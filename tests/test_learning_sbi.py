@@ -60,9 +60,10 @@ def test_self_blended_run_trains_on_real_videos_only_and_says_so(sbi_run):
         assert other["threshold"] == metrics["aggregations"][rule]["threshold"]
 
 
-@pytest.mark.xfail(reason="not a property of the CPU recipe yet: tiny from scratch on the sample's real videos "
-                          "reached video AUC 0.92 and 0.83 in two runs on this (the default) split, 0.60-0.69 on four others; the "
-                          "scores cluster by face (docs/detectors.md, runs 19-24)", strict=False)
+@pytest.mark.xfail(reason="not a property of the CPU recipe yet: tiny from scratch on the sample's real "
+                          "videos reached video AUC 0.92 and 0.83 in two runs on this (the default) split, "
+                          "0.60-0.69 on four others; the scores cluster by face (docs/detectors.md, runs 19-24)",
+                   strict=False)
 def test_self_blended_run_detects_the_sample_fakes(sbi_run):
     report, _ = sbi_run
     metrics = report["metrics"]

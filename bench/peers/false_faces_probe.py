@@ -28,6 +28,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import iou  # noqa: E402  (the peers bench's own box overlap)
 
 FLOORS = (0.80, 0.85, 0.90, 0.95)
 FRAME_SIZE = (944, 500)
@@ -73,15 +76,6 @@ def faceless_frames() -> dict[str, list[np.ndarray]]:
         frame[y:y + 250, x:x + 250] = patch
         lfw_frames.append(frame)
     return {"skimage scenes": scenes, "sample backgrounds": backgrounds, "LFW non-faces": lfw_frames}
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = w * h
-    return inter / (aw * ah + bw * bh - inter) if inter else 0.0
 
 
 def frames_with_known_faces(per_video: int) -> list[tuple[np.ndarray, tuple]]:
