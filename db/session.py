@@ -19,14 +19,39 @@ _engine_pid: int | None = None
 _factory: sessionmaker | None = None
 
 
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def _switch_to_wal(cur) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting while another process holds the file. On a fresh file
+    that process may be creating the schema: this connection then holds a read lock and needs an
+    exclusive one, and SQLite answers "database is locked" at once instead of calling the busy
+    handler (it would deadlock). The mode persists in the file, so once one process has switched
+    it, the others' pragma only reads it."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    pause = 0.02
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
         cur = dbapi_conn.cursor()
         # Several worker processes write at once: WAL lets readers and one writer overlap,
         # the busy timeout makes the others wait instead of failing with "database is locked".
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        _switch_to_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
@@ -80,7 +105,7 @@ def make_engine(url: str) -> Engine:
                 # read-only: status, export, report and runs work; writing commands fail in one line.
                 engine = create_engine(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true")
                 return engine
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         _configure_sqlite(engine)
         return engine
     return create_engine(

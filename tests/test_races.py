@@ -46,3 +46,31 @@ def test_two_first_registrations_at_once(database, tmp_path, sample_root, reques
             videos = conn.execute(text("SELECT count(*), count(DISTINCT rel_path) FROM videos")).one()
         engine.dispose()
         assert videos[0] == videos[1] == int(outputs[0].split()[1])
+
+
+def test_a_new_connection_waits_while_another_process_writes_the_fresh_file(tmp_path, monkeypatch):
+    """On a fresh file the switch to WAL needs an exclusive lock; while another connection writes
+    (rollback journal, RESERVED lock) SQLite refuses at once, busy timeout or not. The engine must
+    wait for it instead of failing with "database is locked" (it did, once in CI)."""
+    import sqlite3
+    import threading
+
+    from db.session import make_engine
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    path = tmp_path / "pipeline.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (i INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.5, writer.execute, args=("COMMIT",))
+    release.start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1  # waited for the commit
+    finally:
+        release.join()
+        engine.dispose()
+        writer.close()
