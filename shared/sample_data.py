@@ -95,21 +95,32 @@ def make_sample_dataset(
     fps: float = 10.0,
     size: tuple[int, int] = (480, 270),
     seed: int = 0,
+    identities: int | None = None,
+    youtube_reals: int | None = None,
 ) -> dict:
     """Write a small Celeb-DF-shaped dataset into dest; return a summary dict.
 
     ``{"root": str(dest), "videos": {"Celeb-real": [...], "YouTube-real": [...],
     "Celeb-synthesis": [...]}, "test_list": [...lines...], "sources": {fake: real},
-    "identities": {"id0": "astronaut", ...}}``; video paths are relative to dest.
+    "identities": {"id0": "astronaut", ...}, "faces_repeat": bool}``; video paths are relative to dest.
 
-    ``reals_per_folder`` videos go into each real folder; Celeb-real spreads them over
-    ``max(2, ceil(n / 2))`` identities, so with n >= 3 some identity has two videos.
+    ``reals_per_folder`` videos go into Celeb-real, and into YouTube-real unless ``youtube_reals``
+    says otherwise; Celeb-real spreads them over ``identities`` identities (default
+    ``max(2, ceil(n / 2))``, so with n >= 3 some identity has two videos). Every identity and every
+    YouTube-real video has a face of its own while the package faces last (``len(load_face_images())``);
+    beyond that faces repeat (``faces_repeat``), and a split grouped by identity can then hold the
+    same face on both sides.
     The test list holds the last video of each real folder, every fake made from the
     test Celeb-real video, and one fake whose source real video is not in the test list,
     as the official list does (it is video-disjoint, not source-disjoint).
     """
     if reals_per_folder < 1:
         raise ValueError("reals_per_folder must be at least 1")
+    youtube_reals = reals_per_folder if youtube_reals is None else youtube_reals
+    if youtube_reals < 1:
+        raise ValueError("youtube_reals must be at least 1")
+    if identities is not None and not 1 <= identities <= reals_per_folder:
+        raise ValueError("identities must be between 1 and the number of Celeb-real videos")
     frame_count = round(seconds * fps)
     if frame_count < 1:
         raise ValueError("seconds * fps must give at least one frame")
@@ -117,7 +128,7 @@ def make_sample_dataset(
     root.mkdir(parents=True, exist_ok=True)
     faces = load_face_images()
 
-    identity_count = max(2, -(-reals_per_folder // 2))
+    identity_count = identities or max(2, -(-reals_per_folder // 2))
     identity_faces = [faces[i % len(faces)] for i in range(identity_count)]
     celeb_reals = [(k % identity_count, k // identity_count) for k in range(reals_per_folder)]
     fake_pairs = _choose_fake_pairs(celeb_reals, identity_count, fakes)
@@ -131,7 +142,7 @@ def make_sample_dataset(
                      fps, size)
         videos[CELEB_REAL].append(rel)
 
-    for k in range(reals_per_folder):
+    for k in range(youtube_reals):
         rel = f"{YOUTUBE_REAL}/{k:05d}.mp4"
         plan = _plan_video(faces[(identity_count + k) % len(faces)], size, seed, rel)
         _write_video(root / rel, (_render_real_frame(plan, i / fps)[0] for i in range(frame_count)), fps, size)
@@ -155,6 +166,7 @@ def make_sample_dataset(
         "test_list": test_list,
         "sources": sources,
         "identities": {f"id{i}": face.name for i, face in enumerate(identity_faces)},
+        "faces_repeat": identity_count + youtube_reals > len(faces),
     }
 
 
@@ -675,12 +687,14 @@ SAMPLE_FORMATS = ("celebdf", "ffpp", "dfdc", "folders")
 
 
 def make_sample(dest: Path | str, format: str = "celebdf", *, reals_per_folder: int = 3, fakes: int = 4,
-                seconds: float | None = None, seed: int = 0) -> dict:
+                seconds: float | None = None, seed: int = 0, identities: int | None = None,
+                youtube_reals: int | None = None) -> dict:
     """A sample dataset in one of ``SAMPLE_FORMATS`` (``sample-data --format``): the writer's summary
     plus ``"format"`` and ``"counts"``: ``{"real", "fake", "official_test"}`` videos."""
     if format == "celebdf":
         summary = make_sample_dataset(dest, reals_per_folder=reals_per_folder, fakes=fakes,
-                                      seconds=seconds or 7.0, seed=seed)
+                                      seconds=seconds or 7.0, seed=seed, identities=identities,
+                                      youtube_reals=youtube_reals)
         real = len(summary["videos"]["Celeb-real"]) + len(summary["videos"]["YouTube-real"])
         counts = {"real": real, "fake": len(summary["videos"]["Celeb-synthesis"]),
                   "official_test": len(summary["test_list"])}

@@ -186,6 +186,8 @@ def test_bad_dataset_input_of_every_new_kind_is_one_line_and_records_nothing(env
         (["evaluate"], "--dataset NAME is required"),
         (["status", "--dataset", "nope"], "no dataset 'nope'"),
         (["sample-data", str(tmp_path / "new"), "--format", "nope"], "unknown --format 'nope'"),
+        (["sample-data", str(tmp_path / "new"), "--reals", "4", "--identities", "5"], "--identities must be between"),
+        (["sample-data", str(tmp_path / "new"), "--youtube", "0"], "--youtube must be at least 1"),
     ]
     for args, needle in cases:
         assert_one_line_error(run_cli(args, env), 2, needle)

@@ -149,6 +149,27 @@ def test_too_many_fakes_for_the_real_videos_is_refused(tmp_path):
         make_sample_dataset(tmp_path, reals_per_folder=1, fakes=3)
 
 
+def test_identities_and_youtube_videos_are_chosen_and_faces_repeat_only_when_they_must(tmp_path):
+    """`sample-data --identities --youtube`: more videos per face, and no face on both sides of a split
+    grouped by identity while the package faces last (the SBI guard's sample relies on it)."""
+    from shared.sample_data import load_face_images
+
+    summary = make_sample_dataset(tmp_path / "spread", reals_per_folder=6, identities=2, youtube_reals=1,
+                                  fakes=2, seconds=0.2)
+    celeb = summary["videos"]["Celeb-real"]
+    assert len(celeb) == 6 and len(summary["videos"]["YouTube-real"]) == 1
+    assert Counter(rel.split("/")[1].split("_")[0] for rel in celeb) == {"id0": 3, "id1": 3}
+    assert summary["identities"] == {"id0": "astronaut", "id1": "grace_hopper"} and not summary["faces_repeat"]
+
+    faces = len(load_face_images())
+    assert make_sample_dataset(tmp_path / "all", reals_per_folder=2, identities=2, youtube_reals=faces - 2,
+                               fakes=1, seconds=0.1)["faces_repeat"] is False
+    assert make_sample_dataset(tmp_path / "one-more", reals_per_folder=2, identities=2, youtube_reals=faces - 1,
+                               fakes=1, seconds=0.1)["faces_repeat"] is True
+    with pytest.raises(ValueError, match="identities"):
+        make_sample_dataset(tmp_path / "bad", reals_per_folder=2, identities=3)
+
+
 def test_blank_video_decodes(tmp_path):
     path = write_blank_video(tmp_path / "blank.mp4", 2.0, FPS, SIZE)
     assert count_frames(path) == 20
