@@ -10,7 +10,8 @@ It reuses a run's split (train and test parts; the run's own model is not used),
 `train` does (`build_model`, weights none) and trains it on `training_dataset` (each real training
 crop and a fresh pseudo-fake of it every epoch) with `model.fit`, without validation or early
 stopping, scoring the test part every ``--every`` epochs: crop AUC and video AUC (the mean of a
-video's crop probabilities). Used for the table in docs/detectors.md ("The learning guard and the
+video's crop probabilities), and the crop AUC of the test part's real crops against one pseudo-fake
+of each (fixed seeds): whether what the model learnt carries over to faces it never saw. Used for the table in docs/detectors.md ("The learning guard and the
 recipes"). At the end: each test video's score, lowest first.
 """
 
@@ -56,6 +57,11 @@ def main() -> None:
     test = split["test"]
     test_images = sbi.load_images(test["paths"], args.size)
     test_labels, test_videos = np.array(test["labels"]), np.array(test["video_ids"])
+    test_landmarks = sbi.split_landmarks(args.run, "test", {"image_size": args.size, "ingest": ingest})
+    test_reals = np.flatnonzero(test_labels == 0)
+    test_pseudo_fakes, made_from = sbi.validation_pseudo_fakes(test_images[test_reals], test_landmarks[test_reals],
+                                                               args.seed)
+    made_from = test_reals[made_from]
     keras.utils.set_random_seed(args.seed)
     data = sbi.training_dataset(images, labels[keep], landmarks[keep], batch_size=args.batch, seed=args.seed)
     model = build_model(args.backbone, weights="none", image_size=args.size, learning_rate=args.lr,
@@ -67,18 +73,22 @@ def main() -> None:
         videos = np.unique(test_videos)
         video_scores = [probabilities[test_videos == v].mean() for v in videos]
         video_labels = [test_labels[test_videos == v][0] for v in videos]
-        return probabilities, roc_auc_score(test_labels, probabilities), roc_auc_score(video_labels, video_scores)
+        pseudo = model.predict(test_pseudo_fakes, batch_size=64, verbose=0).ravel()
+        pseudo_auc = roc_auc_score(np.r_[np.zeros(len(made_from)), np.ones(len(pseudo))],
+                                   np.r_[probabilities[made_from], pseudo])
+        return (probabilities, roc_auc_score(test_labels, probabilities), roc_auc_score(video_labels, video_scores),
+                pseudo_auc)
 
     started, done = time.time(), 0
     while done < args.epochs:
         step = min(args.every, args.epochs - done)
         history = model.fit(data.dataset, epochs=done + step, initial_epoch=done, verbose=0).history
         done += step
-        _, crop_auc, video_auc = score()
+        _, crop_auc, video_auc, pseudo_auc = score()
         print(f"epoch {done}: training accuracy {history['accuracy'][-1]:.3f}, test crop AUC {crop_auc:.3f}, "
-              f"video AUC {video_auc:.3f} ({len(np.unique(test_videos))} videos), {time.time() - started:.0f} s",
-              flush=True)
-    probabilities, _, _ = score()
+              f"video AUC {video_auc:.3f} ({len(np.unique(test_videos))} videos), test reals against their "
+              f"pseudo-fakes {pseudo_auc:.3f}, {time.time() - started:.0f} s", flush=True)
+    probabilities, _, _, _ = score()
     for video in sorted(np.unique(test_videos), key=lambda v: probabilities[test_videos == v].mean()):
         print(f"video {video}: label {test_labels[test_videos == video][0]}, "
               f"score {probabilities[test_videos == video].mean():.3f}")
