@@ -11,8 +11,9 @@ It reuses a run's split (train and test parts; the run's own model is not used),
 crop and a fresh pseudo-fake of it every epoch) with `model.fit`, without validation or early
 stopping, scoring the test part every ``--every`` epochs: crop AUC and video AUC (the mean of a
 video's crop probabilities), and the crop AUC of the test part's real crops against one pseudo-fake
-of each (fixed seeds): whether what the model learnt carries over to faces it never saw. Used for the table in docs/detectors.md ("The learning guard and the
-recipes"). At the end: each test video's score, lowest first.
+of each (fixed seeds): whether what the model learnt carries over to faces it never saw. Used for
+the table in docs/detectors.md ("The learning guard and the recipes"). At the end: each test video's
+score, lowest first.
 """
 
 from __future__ import annotations

@@ -162,10 +162,9 @@ def test_identities_and_youtube_videos_are_chosen_and_faces_repeat_only_when_the
     assert summary["identities"] == {"id0": "astronaut", "id1": "grace_hopper"} and not summary["faces_repeat"]
 
     faces = len(load_face_images())
-    assert make_sample_dataset(tmp_path / "all", reals_per_folder=2, identities=2, youtube_reals=faces - 2,
-                               fakes=1, seconds=0.1)["faces_repeat"] is False
-    assert make_sample_dataset(tmp_path / "one-more", reals_per_folder=2, identities=2, youtube_reals=faces - 1,
-                               fakes=1, seconds=0.1)["faces_repeat"] is True
+    tiny = dict(reals_per_folder=2, identities=2, fakes=1, seconds=0.1, size=(96, 54))  # one small frame a video
+    assert make_sample_dataset(tmp_path / "all", youtube_reals=faces - 2, **tiny)["faces_repeat"] is False
+    assert make_sample_dataset(tmp_path / "one-more", youtube_reals=faces - 1, **tiny)["faces_repeat"] is True
     with pytest.raises(ValueError, match="identities"):
         make_sample_dataset(tmp_path / "bad", reals_per_folder=2, identities=3)
 
